@@ -1,0 +1,352 @@
+"""Explicit JSON mapping for claim types, mirroring Go ``encoding/json`` on the nats-io/jwt structs.
+
+Each model lists its JSON keys once, in Go struct declaration order, with a codec that spells out
+Go's omit rule for that field:
+
+* scalars and slices tagged ``omitempty`` are dropped when zero/empty (``S``, ``I``, ``B``, ``L``);
+* struct-valued fields are *never* dropped, even when tagged ``omitempty`` (``Obj``);
+* pointer fields are dropped when nil (``Ptr``);
+* maps are dropped when empty and written with sorted keys (``IntMap``, ``ObjMap``…).
+
+Decoding is lenient about order and strict about types: a wrong JSON type raises
+:class:`MalformedTokenError` naming the key. Keys a model does not know are kept in ``extra`` and
+written back after the known ones, so unknown fields survive a decode/encode round trip.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import field, fields
+from typing import Any, ClassVar, TypeVar
+
+from trustkit.errors import MalformedTokenError
+
+__all__ = ["Field", "Model", "fail"]
+
+M = TypeVar("M", bound="Model")
+JSON = Any
+
+
+def fail(key: str, want: str) -> MalformedTokenError:
+    return MalformedTokenError(f"claim field {key!r} must be {want}")
+
+
+class Codec:
+    """How one Go field type is written and read."""
+
+    def empty(self, value: Any) -> bool:
+        return False
+
+    def dump(self, value: Any) -> JSON:
+        return value
+
+    def load(self, key: str, raw: JSON) -> Any:
+        return raw
+
+
+class _Str(Codec):
+    def empty(self, value: Any) -> bool:
+        return bool(value == "")
+
+    def load(self, key: str, raw: JSON) -> Any:
+        if raw is None:
+            return ""
+        if not isinstance(raw, str):
+            raise fail(key, "a string")
+        return raw
+
+
+class _Int(Codec):
+    def empty(self, value: Any) -> bool:
+        return bool(value == 0)
+
+    def load(self, key: str, raw: JSON) -> Any:
+        if raw is None:
+            return 0
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            # Go accepts 2.0 for an int field? No: json.Unmarshal refuses a fraction; a float
+            # with integral value is refused too. Mirror that.
+            raise fail(key, "an integer")
+        return raw
+
+
+class _Bool(Codec):
+    def empty(self, value: Any) -> bool:
+        return value is False
+
+    def load(self, key: str, raw: JSON) -> Any:
+        if raw is None:
+            return False
+        if not isinstance(raw, bool):
+            raise fail(key, "a boolean")
+        return raw
+
+
+class _StrList(Codec):
+    def empty(self, value: Any) -> bool:
+        return not value
+
+    def dump(self, value: Any) -> JSON:
+        return list(value)
+
+    def load(self, key: str, raw: JSON) -> Any:
+        if raw is None:
+            return []
+        if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+            raise fail(key, "a list of strings")
+        return list(raw)
+
+
+class _CidrList(_StrList):
+    """Go ``CIDRList``: also decodes one comma-separated string (lower-cased, trimmed)."""
+
+    def load(self, key: str, raw: JSON) -> Any:
+        if isinstance(raw, str):
+            out: list[str] = []
+            for part in raw.lower().split(","):
+                part = part.strip()
+                if part and part not in out:
+                    out.append(part)
+            return out
+        return super().load(key, raw)
+
+
+class _Obj(Codec):
+    """A struct-valued field: always written (Go never omits structs)."""
+
+    def __init__(self, model: type[Model]) -> None:
+        self.model = model
+
+    def dump(self, value: Any) -> JSON:
+        return value.to_json()
+
+    def load(self, key: str, raw: JSON) -> Any:
+        if raw is None:
+            return self.model.from_json({})  # Go's zero struct, not the constructor defaults
+        if not isinstance(raw, dict):
+            raise fail(key, "an object")
+        return self.model.from_json(raw)
+
+
+class _Ptr(_Obj):
+    """A pointer-to-struct field: omitted when None."""
+
+    def empty(self, value: Any) -> bool:
+        return value is None
+
+    def load(self, key: str, raw: JSON) -> Any:
+        if raw is None:
+            return None
+        return super().load(key, raw)
+
+
+class _ObjList(Codec):
+    def __init__(self, model: type[Model]) -> None:
+        self.model = model
+
+    def empty(self, value: Any) -> bool:
+        return not value
+
+    def dump(self, value: Any) -> JSON:
+        return [v.to_json() for v in value]
+
+    def load(self, key: str, raw: JSON) -> Any:
+        if raw is None:
+            return []
+        if not isinstance(raw, list) or not all(isinstance(x, dict) for x in raw):
+            raise fail(key, "a list of objects")
+        return [self.model.from_json(x) for x in raw]
+
+
+class _IntMap(Codec):
+    """``map[string]int64`` (revocations): sorted keys, omitted when empty."""
+
+    def empty(self, value: Any) -> bool:
+        return not value
+
+    def dump(self, value: Any) -> JSON:
+        return {k: value[k] for k in sorted(value)}
+
+    def load(self, key: str, raw: JSON) -> Any:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in raw.values()
+        ):
+            raise fail(key, "an object of integers")
+        return dict(raw)
+
+
+class _ObjMap(Codec):
+    """``map[string]Struct`` (tiered limits): sorted keys, omitted when empty."""
+
+    def __init__(self, model: type[Model]) -> None:
+        self.model = model
+
+    def empty(self, value: Any) -> bool:
+        return not value
+
+    def dump(self, value: Any) -> JSON:
+        return {k: value[k].to_json() for k in sorted(value)}
+
+    def load(self, key: str, raw: JSON) -> Any:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+            raise fail(key, "an object of objects")
+        return {k: self.model.from_json(v) for k, v in raw.items()}
+
+
+class _ObjListMap(Codec):
+    """``map[string][]Struct`` (mappings): sorted keys, omitted when empty."""
+
+    def __init__(self, model: type[Model]) -> None:
+        self.model = model
+
+    def empty(self, value: Any) -> bool:
+        return not value
+
+    def dump(self, value: Any) -> JSON:
+        return {k: [m.to_json() for m in value[k]] for k in sorted(value)}
+
+    def load(self, key: str, raw: JSON) -> Any:
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            raise fail(key, "an object")
+        out = {}
+        for k, v in raw.items():
+            if v is None:
+                v = []
+            if not isinstance(v, list) or not all(isinstance(x, dict) for x in v):
+                raise fail(f"{key}.{k}", "a list of objects")
+            out[k] = [self.model.from_json(x) for x in v]
+        return out
+
+
+class _Custom(Codec):
+    def __init__(
+        self,
+        dump: Callable[[Any], JSON],
+        load: Callable[[str, JSON], Any],
+        empty: Callable[[Any], bool] = lambda v: False,
+    ) -> None:
+        self._dump, self._load, self._empty = dump, load, empty
+
+    def empty(self, value: Any) -> bool:
+        return self._empty(value)
+
+    def dump(self, value: Any) -> JSON:
+        return self._dump(value)
+
+    def load(self, key: str, raw: JSON) -> Any:
+        return self._load(key, raw)
+
+
+S = _Str()
+I = _Int()  # noqa: E741 - one letter mirrors the table style of the field lists
+B = _Bool()
+L = _StrList()
+CIDRS = _CidrList()
+INTMAP = _IntMap()
+
+
+def Obj(model: type[Model]) -> Codec:
+    return _Obj(model)
+
+
+def Ptr(model: type[Model]) -> Codec:
+    return _Ptr(model)
+
+
+def ObjList(model: type[Model]) -> Codec:
+    return _ObjList(model)
+
+
+def ObjMap(model: type[Model]) -> Codec:
+    return _ObjMap(model)
+
+
+def ObjListMap(model: type[Model]) -> Codec:
+    return _ObjListMap(model)
+
+
+Custom = _Custom
+
+
+class Field:
+    """One JSON key of a model: ``key`` in the JSON, ``attr`` on the dataclass, ``codec``.
+
+    ``omitempty=False`` writes the value even when empty (Go fields without ``omitempty``).
+    """
+
+    __slots__ = ("attr", "codec", "key", "omitempty")
+
+    def __init__(self, key: str, codec: Codec, attr: str | None = None, *, omitempty: bool = True):
+        self.key = key
+        self.attr = attr or key
+        self.codec = codec
+        self.omitempty = omitempty
+
+
+class Model:
+    """Base of every JSON-mapped claim part. Subclasses are dataclasses with ``JSON_FIELDS``."""
+
+    __slots__ = ()
+
+    JSON_FIELDS: ClassVar[tuple[Field, ...]] = ()
+    _KNOWN: ClassVar[frozenset[str]] = frozenset()
+    extra: dict[str, Any]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls._KNOWN = frozenset(f.key for f in cls.JSON_FIELDS)
+
+    def to_json(self) -> dict[str, JSON]:
+        out: dict[str, JSON] = {}
+        for f in self.JSON_FIELDS:
+            value = getattr(self, f.attr)
+            if f.omitempty and f.codec.empty(value):
+                continue
+            out[f.key] = f.codec.dump(value)
+        for k, v in self.extra.items():
+            if k not in out:
+                out[k] = v
+        return out
+
+    @classmethod
+    def from_json(cls: type[M], data: dict[str, JSON]) -> M:
+        """Decode like Go's ``json.Unmarshal`` into a zero struct: an absent key is the zero value
+        (not the constructor default, which mirrors Go's ``New…Claims``)."""
+        kwargs: dict[str, Any] = {}
+        seen = 0
+        get = data.get
+        for f in cls.JSON_FIELDS:
+            raw = get(f.key)
+            if raw is not None:
+                seen += 1
+            kwargs[f.attr] = f.codec.load(f.key, raw)
+        obj = cls(**kwargs)
+        if len(data) > seen:
+            obj.extra = {k: v for k, v in data.items() if k not in cls._KNOWN}
+        return obj
+
+    def is_zero(self) -> bool:
+        """True when every field is at its zero value (what Go's ``reflect`` zero means)."""
+        for f in self.JSON_FIELDS:
+            value = getattr(self, f.attr)
+            if isinstance(value, Model):
+                if not value.is_zero():
+                    return False
+            elif value not in (None, "", 0, False) and value != [] and value != {}:
+                return False
+        return not self.extra
+
+    def _iter_fields(self) -> Iterator[str]:  # pragma: no cover - debugging aid
+        for f in fields(self):  # type: ignore[arg-type]
+            yield f.name
+
+
+def extra_field() -> Any:
+    """The dataclass field holding unknown JSON keys (excluded from equality and repr)."""
+    return field(default_factory=dict, compare=False, repr=False)
