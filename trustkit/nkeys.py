@@ -277,9 +277,7 @@ class KeyPair:
 
     __slots__ = ("_kind", "_pub_raw", "_public", "_secret", "_seed32")
 
-    def __init__(
-        self, kind: PrefixByte, pub_raw: bytes, seed32: bytes | None, secret: bytes | None
-    ) -> None:
+    def __init__(self, kind: PrefixByte, pub_raw: bytes, seed32: bytes | None, secret: bytes | None) -> None:
         self._kind = kind
         self._pub_raw = pub_raw
         self._seed32 = seed32

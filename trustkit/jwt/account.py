@@ -169,8 +169,10 @@ class AccountClaims(Claims):
                 vr.add_error(f"error parsing info url: {self.info_url!r} has no scheme")
         if self.cluster_traffic not in ("", "system", "owner"):
             vr.add_error(f"unknown cluster traffic option: {self.cluster_traffic!r}")
-        if self.iss and nkeys.is_valid_public_key(self.iss, PrefixByte.ACCOUNT) and not (
-            self.limits.is_unlimited_nats()
+        if (
+            self.iss
+            and nkeys.is_valid_public_key(self.iss, PrefixByte.ACCOUNT)
+            and not (self.limits.is_unlimited_nats())
         ):
             vr.add_warning("self-signed account JWTs shouldn't contain operator limits")
 
@@ -272,7 +274,7 @@ class AccountClaims(Claims):
         if auth.allowed_accounts and not auth.auth_users:
             vr.add_error("External authorization cannot have accounts without users specified")
         if ALL_USERS in auth.allowed_accounts and len(auth.allowed_accounts) > 1:
-            vr.add_error("AllowedAccounts can only be a list of accounts or \"*\"")
+            vr.add_error('AllowedAccounts can only be a list of accounts or "*"')
         for acct in auth.allowed_accounts:
             if acct != ALL_USERS and not nkeys.is_valid_public_key(acct, PrefixByte.ACCOUNT):
                 vr.add_error(f"Account {acct!r} is not a valid account public key")

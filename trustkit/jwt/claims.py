@@ -234,4 +234,3 @@ class Claims:
 
     def is_self_signed(self) -> bool:
         return self.iss == self.sub
-

@@ -55,6 +55,4 @@ class ValidationResults:
         return any(i.blocking or (include_time_checks and i.time_check) for i in self.issues)
 
     def blocking_messages(self, *, include_time_checks: bool) -> list[str]:
-        return [
-            i.description for i in self.issues if i.blocking or (include_time_checks and i.time_check)
-        ]
+        return [i.description for i in self.issues if i.blocking or (include_time_checks and i.time_check)]
