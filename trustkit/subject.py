@@ -8,6 +8,7 @@ all use this module.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 
 from trustkit.errors import SubjectError
@@ -21,7 +22,7 @@ __all__ = [
     "validate",
 ]
 
-_WHITESPACE = frozenset(" \t\r\n\f\v")
+_WHITESPACE_RE = re.compile(r"[ \t\r\n\f\v]")
 
 
 def tokens(subject: str) -> list[str]:
@@ -33,30 +34,37 @@ def validate(subject: str, *, wildcards: bool = True) -> None:
 
     ``wildcards=False`` requires a literal subject (what a client may publish to).
     """
-    if not isinstance(subject, str) or subject == "":
-        raise SubjectError("subject cannot be empty")
-    if any(c in _WHITESPACE for c in subject):
-        raise SubjectError(f"subject {subject!r} cannot contain white space")
+    if not isinstance(subject, str):
+        raise SubjectError("subject must be a string")
+    problem = _problem(subject, wildcards)
+    if problem is not None:
+        raise SubjectError(problem)
+
+
+@lru_cache(maxsize=16384)
+def _problem(subject: str, wildcards: bool) -> str | None:
+    """The reason ``subject`` is invalid, or None (cached: permission subjects repeat)."""
+    if subject == "":
+        return "subject cannot be empty"
+    if _WHITESPACE_RE.search(subject):
+        return f"subject {subject!r} cannot contain white space"
     toks = subject.split(".")
     last = len(toks) - 1
     for i, tok in enumerate(toks):
         if tok == "":
-            raise SubjectError(f"subject {subject!r} has an empty token")
+            return f"subject {subject!r} has an empty token"
         if tok == ">":
             if not wildcards:
-                raise SubjectError(f"subject {subject!r} cannot contain wildcards")
+                return f"subject {subject!r} cannot contain wildcards"
             if i != last:
-                raise SubjectError(f"subject {subject!r}: '>' must be the last token")
+                return f"subject {subject!r}: '>' must be the last token"
         elif tok == "*" and not wildcards:
-            raise SubjectError(f"subject {subject!r} cannot contain wildcards")
+            return f"subject {subject!r} cannot contain wildcards"
+    return None
 
 
 def is_valid(subject: str, *, wildcards: bool = True) -> bool:
-    try:
-        validate(subject, wildcards=wildcards)
-    except SubjectError:
-        return False
-    return True
+    return isinstance(subject, str) and _problem(subject, wildcards) is None
 
 
 def has_wildcards(subject: str) -> bool:

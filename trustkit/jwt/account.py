@@ -169,11 +169,8 @@ class AccountClaims(Claims):
                 vr.add_error(f"error parsing info url: {self.info_url!r} has no scheme")
         if self.cluster_traffic not in ("", "system", "owner"):
             vr.add_error(f"unknown cluster traffic option: {self.cluster_traffic!r}")
-        if (
-            self.iss
-            and nkeys.is_valid_public_key(self.iss, PrefixByte.ACCOUNT)
-            and not (self.limits.is_unlimited_nats())
-        ):
+        # Go warns when a self-signed account sets *any* limit (OperatorLimits.IsEmpty)
+        if nkeys.is_valid_public_key(self.iss, PrefixByte.ACCOUNT) and not self.limits.is_zero():
             vr.add_warning("self-signed account JWTs shouldn't contain operator limits")
 
     def _validate_imports(self, vr: ValidationResults) -> None:

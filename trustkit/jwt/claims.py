@@ -7,13 +7,14 @@ the key kinds allowed to sign it, and lists its ``nats`` fields in Go order (``N
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from trustkit import nkeys
 from trustkit.errors import EncodeError
 from trustkit.jwt.codec import HEADER_B64, b64url_encode, go_json, jti_of, normalize_floats
-from trustkit.jwt.model import Field, fail
+from trustkit.jwt.model import Field, I, S, compile_loader, fail
 from trustkit.nkeys import KeyPair, PrefixByte
 
 if TYPE_CHECKING:
@@ -31,6 +32,13 @@ C = TypeVar("C", bound="Claims")
 
 _STD_KEYS = frozenset({"aud", "exp", "jti", "iat", "iss", "name", "nbf", "sub", "nats"})
 _TAIL_KEYS = frozenset({"tags", "type", "version"})
+
+
+_STD_LOADER = compile_loader(
+    tuple(Field(k, S) for k in ("aud", "jti", "iss", "name", "sub"))
+    + tuple(Field(k, I) for k in ("exp", "iat", "nbf")),
+    "load_standard_claims",
+)
 
 
 def _tags_load(key: str, raw: Any) -> list[str]:
@@ -70,10 +78,12 @@ class Claims:
     ISSUER_KINDS: ClassVar[frozenset[PrefixByte]] = frozenset()
     NATS_FIELDS: ClassVar[tuple[Field, ...]] = ()
     _NATS_KNOWN: ClassVar[frozenset[str]] = frozenset()
+    _NATS_LOADER: ClassVar[Callable[[dict[str, Any]], tuple[dict[str, Any], int]]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # no zero-argument super() here: dataclass(slots=True) rebuilds the class, which breaks it
         cls._NATS_KNOWN = frozenset(f.key for f in cls.NATS_FIELDS) | _TAIL_KEYS
+        cls._NATS_LOADER = compile_loader(cls.NATS_FIELDS, f"load_{cls.__name__}_nats")
         if cls.CLAIM_TYPE:
             CLAIM_CLASSES[cls.CLAIM_TYPE] = cls
 
@@ -130,21 +140,7 @@ class Claims:
     @classmethod
     def from_payload(cls: type[C], payload: dict[str, Any]) -> C:
         """Build claims from a decoded payload object (no signature check: see ``decode``)."""
-        kwargs: dict[str, Any] = {}
-        for key in ("aud", "jti", "iss", "name", "sub"):
-            raw = payload.get(key)
-            if raw is None:
-                continue
-            if not isinstance(raw, str):
-                raise fail(key, "a string")
-            kwargs[key] = raw
-        for key in ("exp", "iat", "nbf"):
-            raw = payload.get(key)
-            if raw is None:
-                continue
-            if isinstance(raw, bool) or not isinstance(raw, int):
-                raise fail(key, "an integer (unix seconds)")
-            kwargs[key] = raw
+        kwargs, _ = _STD_LOADER(payload)
         nats = payload.get("nats")
         if nats is None:
             nats = {}
@@ -161,8 +157,7 @@ class Claims:
 
     @classmethod
     def _load_nats(cls, nats: dict[str, Any]) -> dict[str, Any]:
-        get = nats.get
-        return {f.attr: f.codec.load(f.key, get(f.key)) for f in cls.NATS_FIELDS}
+        return cls._NATS_LOADER(nats)[0]
 
     # --- encoding -----------------------------------------------------------------------------
     def _prepare(self) -> None:

@@ -34,7 +34,13 @@ HEADER_B64 = base64.urlsafe_b64encode(HEADER_JSON).rstrip(b"=").decode("ascii")
 #: Go ``MaxTokenSize``: larger tokens are refused before any parsing.
 MAX_TOKEN_SIZE = 1024 * 1024
 
-_B64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
+_URL_TO_STD = str.maketrans("-_", "+/")
+_B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+# last character of an unpadded segment: 2 chars left = 4 unused bits, 3 chars = 2 unused bits
+_CANONICAL_LAST = {
+    2: frozenset(c for i, c in enumerate(_B64URL_ALPHABET) if i & 0x0F == 0),
+    3: frozenset(c for i, c in enumerate(_B64URL_ALPHABET) if i & 0x03 == 0),
+}
 
 
 def b64url_encode(raw: bytes) -> str:
@@ -46,13 +52,17 @@ def b64url_decode(text: str, what: str = "segment") -> bytes:
 
     Python's ``urlsafe_b64decode`` silently skips junk; this refuses it.
     """
-    if len(text) % 4 == 1 or not _B64URL_RE.fullmatch(text):
+    # a2b_base64(strict_mode=True) refuses anything outside the standard alphabet in C; the
+    # url-safe characters are mapped first, so the std-only '+' '/' and any '=' are refused here
+    if len(text) % 4 == 1 or "+" in text or "/" in text or "=" in text:
         raise MalformedTokenError(f"token {what} is not valid base64url")
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):  # pragma: no cover - guarded by the regex
+        raw = binascii.a2b_base64(text.translate(_URL_TO_STD) + "=" * (-len(text) % 4), strict_mode=True)
+    except (binascii.Error, ValueError):
         raise MalformedTokenError(f"token {what} is not valid base64url") from None
-    if len(text) % 4 and b64url_encode(raw) != text:
+    rem = len(text) % 4
+    if rem and text[-1] not in _CANONICAL_LAST[rem]:
+        # the unused low bits of the last character must be zero (one spelling per byte string)
         raise MalformedTokenError(f"token {what} is not canonical base64url")
     return raw
 

@@ -28,6 +28,7 @@ from trustkit.jwt.model import (
     extra_field,
     fail,
 )
+from trustkit.subject import _problem as subject_problem
 
 if TYPE_CHECKING:
     from trustkit.jwt.validation import ValidationResults
@@ -217,11 +218,6 @@ class AccountLimits(Model):
 
     def jetstream_enabled(self) -> bool:
         return self.jetstream_global().enabled() or any(t.enabled() for t in self.tiered_limits.values())
-
-    def is_unlimited_nats(self) -> bool:
-        return (self.subs, self.data, self.payload, self.imports, self.exports, self.conn, self.leaf) == (
-            NO_LIMIT,
-        ) * 7 and self.wildcards
 
 
 # --- signing keys ---------------------------------------------------------------------------
@@ -420,13 +416,9 @@ _TIME_RE = re.compile(r"([01]?\d|2[0-3]):[0-5]\d:[0-5]\d")
 
 def validate_subject(vr: ValidationResults, subject: str, what: str = "subject") -> None:
     """Go ``Subject.Validate`` plus the empty-token rules of nats-server."""
-    from trustkit import subject as subjects
-    from trustkit.errors import SubjectError
-
-    try:
-        subjects.validate(subject)
-    except SubjectError as exc:
-        vr.add_error(f"{what}: {exc}")
+    problem = subject_problem(subject, True) if isinstance(subject, str) else "subject must be a string"
+    if problem is not None:
+        vr.add_error(f"{what}: {problem}")
 
 
 def _validate_permission(vr: ValidationResults, perm: Permission, *, permit_queue: bool) -> None:

@@ -97,7 +97,8 @@ class UserClaims(Claims):
         return self.permission_limits.is_zero()
 
     def _validate(self, vr: ValidationResults) -> None:
-        validate_permissions(vr, self.permission_limits)
-        validate_user_limits(vr, self.permission_limits)
+        upl = self.permission_limits
+        validate_permissions(vr, upl)
+        validate_user_limits(vr, upl)
         if self.issuer_account and not nkeys.is_valid_public_key(self.issuer_account, PrefixByte.ACCOUNT):
             vr.add_error("account_id is not an account public key")
