@@ -272,6 +272,7 @@ def tk_account(w: World) -> tuple[jwt.Claims, KeyPair]:
                 account=w.other.public_key,
                 local_subject="mine.events.>",
                 type=jwt.STREAM,
+                allow_trace=True,  # Go: allow_trace is valid on stream imports only
             ),
             jwt.Import(
                 name="their svc",
@@ -280,7 +281,6 @@ def tk_account(w: World) -> tuple[jwt.Claims, KeyPair]:
                 token=_activation_token(w),
                 type=jwt.SERVICE,
                 share=True,
-                allow_trace=True,
             ),
         ],
         revocations={w.user.public_key: IAT, "*": IAT - 100},

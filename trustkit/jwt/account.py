@@ -7,7 +7,10 @@ from urllib.parse import urlsplit
 
 from trustkit import nkeys
 from trustkit import subject as subjects
+from trustkit.errors import TokenError
+from trustkit.jwt.activation import ActivationClaims
 from trustkit.jwt.claims import Claims
+from trustkit.jwt.decode import decode
 from trustkit.jwt.model import INTMAP, Field, Obj, ObjList, ObjListMap, Ptr, S
 from trustkit.jwt.types import (
     RESPONSE_TYPES,
@@ -33,7 +36,73 @@ __all__ = ["ALL_USERS", "AccountClaims", "is_revoked"]
 #: Revocation key that revokes every user (or activation) issued at or before its time.
 ALL_USERS = "*"
 
-_MAX_INFO_LEN = 1024
+#: Go ``MaxInfoLength``
+MAX_INFO_LENGTH = 8 * 1024
+
+
+def validate_info(vr: ValidationResults, description: str, info_url: str) -> None:
+    """Go ``Info.Validate``: length limits, and an info URL needs a scheme and a host."""
+    if len(description) > MAX_INFO_LENGTH:
+        vr.add_error("Description is too long")
+    if info_url:
+        if len(info_url) > MAX_INFO_LENGTH:
+            vr.add_error("Info URL is too long")
+        try:
+            parts = urlsplit(info_url)
+            ok = bool(parts.scheme) and bool(parts.hostname)
+        except ValueError:
+            ok = False
+        if not ok:
+            vr.add_error("error parsing info url: no hostname or scheme")
+
+
+def _contained_in(subject: str, other: str) -> bool:
+    """Go ``Subject.IsContainedIn`` (token-wise; ``*`` and a final ``>`` in ``other``)."""
+    mine, theirs = subject.split("."), other.split(".")
+    if len(mine) > len(theirs) and theirs[-1] != ">":
+        return False
+    if len(mine) < len(theirs):
+        return False
+    for i, tok in enumerate(theirs):
+        if i == len(theirs) - 1 and tok == ">":
+            return True
+        if tok != mine[i] and tok != "*":
+            return False
+    return True
+
+
+def _is_reference(tok: str) -> bool:
+    return len(tok) > 1 and tok[0] == "$" and tok[1:].isdigit()
+
+
+def _renaming_to_subject(local: str) -> str:
+    """Go ``RenamingSubject.ToSubject``: ``$N`` references become ``*``."""
+    if "$" not in local:
+        return local
+    return ".".join("*" if _is_reference(t) else t for t in local.split("."))
+
+
+def _validate_renaming(vr: ValidationResults, local: str, source: str) -> None:
+    """Go ``RenamingSubject.Validate``: same ``>`` suffix, one ``*``/``$N`` per source ``*``."""
+    validate_subject(vr, _renaming_to_subject(local), "import local_subject")
+
+    def ends_wild(s: str) -> bool:
+        return s == ">" or s.endswith(".>")
+
+    if ends_wild(local) != ends_wild(source):
+        vr.add_error("both, renaming subject and subject, need to end or not end in >")
+    source_wildcards = source.split(".").count("*")
+    refs = 0
+    for tok in local.split("."):
+        if tok == "*":
+            refs += 1
+        elif _is_reference(tok):
+            if int(tok[1:]) > source_wildcards:
+                vr.add_error(f"Reference {tok} in {local!r} reference * in {source!r} that do not exist")
+            else:
+                refs += 1
+    if refs != source_wildcards:
+        vr.add_error("subject does not contain enough * or reference wildcards $[0-9]")
 
 
 def is_revoked(revocations: dict[str, int], key: str, iat: int) -> bool:
@@ -160,13 +229,7 @@ class AccountClaims(Claims):
         for key in self.revocations:
             if key != ALL_USERS and not nkeys.is_valid_public_key(key):
                 vr.add_error(f"revocation key {key!r} is not a public key")
-        if len(self.description) > _MAX_INFO_LEN:
-            vr.add_error("Description is too long")
-        if self.info_url:
-            if len(self.info_url) > _MAX_INFO_LEN:
-                vr.add_error("Info URL is too long")
-            elif not urlsplit(self.info_url).scheme:
-                vr.add_error(f"error parsing info url: {self.info_url!r} has no scheme")
+        validate_info(vr, self.description, self.info_url)
         if self.cluster_traffic not in ("", "system", "owner"):
             vr.add_error(f"unknown cluster traffic option: {self.cluster_traffic!r}")
         # Go warns when a self-signed account sets *any* limit (OperatorLimits.IsEmpty)
@@ -174,70 +237,116 @@ class AccountClaims(Claims):
             vr.add_warning("self-signed account JWTs shouldn't contain operator limits")
 
     def _validate_imports(self, vr: ValidationResults) -> None:
-        services: list[str] = []
+        """Go ``Imports.Validate`` + ``Import.Validate``, activation tokens included."""
+        services_by_account: dict[str, list[str]] = {}
         for imp in self.imports:
-            if not imp.account or not nkeys.is_valid_public_key(imp.account, PrefixByte.ACCOUNT):
-                vr.add_error(f"account to import from {imp.account!r} is not a valid account public key")
-            if not imp.subject:
-                vr.add_error("import subject cannot be empty")
-            else:
-                validate_subject(vr, imp.subject, "import subject")
-            if imp.type not in (STREAM, SERVICE):
-                vr.add_error(f"invalid import type: {imp.type!r}")
-            if imp.to:
-                vr.add_warning(f"import {imp.subject!r} uses the deprecated 'to'; use local_subject")
-            if imp.local_subject:
-                validate_subject(vr, imp.local_subject.replace("$", "x"), "import local_subject")
-                if imp.local_subject.endswith(">") != imp.subject.endswith(">"):
-                    vr.add_error("both, renaming subject and subject, need to end or not end in >")
-            if imp.share and imp.type != SERVICE:
-                vr.add_error("only service imports can share")
             if imp.type == SERVICE:
-                local = imp.local_subject or imp.to or imp.subject
-                for other in services:
-                    if subjects.is_subset(local, other) or subjects.is_subset(other, local):
-                        vr.add_error(f"overlapping subject namespace for {local!r} and {other!r}")
-                services.append(local)
+                local = imp.to or _renaming_to_subject(imp.local_subject) or imp.subject
+                seen = services_by_account.setdefault(imp.account, [])
+                for other in seen:
+                    if _contained_in(local, other) or _contained_in(other, local):
+                        vr.add_error(
+                            f"overlapping subject namespace for {local!r} and {other!r}"
+                            f" in same account {imp.account!r}"
+                        )
+                seen.append(local)
+            self._validate_import(vr, imp)
+
+    def _validate_import(self, vr: ValidationResults, imp: Import) -> None:
+        if imp.type not in (STREAM, SERVICE):
+            vr.add_error(f"invalid import type: {imp.type!r}")
+        if imp.type == SERVICE and imp.allow_trace:
+            vr.add_error("AllowTrace only valid for stream import")
+        if not imp.account:
+            vr.add_error("account to import from is not specified")
+        elif not nkeys.is_valid_public_key(imp.account, PrefixByte.ACCOUNT):
+            vr.add_error(f"account to import from {imp.account!r} is not a valid account public key")
+        if imp.to:
+            vr.add_warning("the field to has been deprecated (use LocalSubject instead)")
+        validate_subject(vr, imp.subject, "import subject")
+        if imp.local_subject:
+            _validate_renaming(vr, imp.local_subject, imp.subject)
+            if imp.to:
+                vr.add_error("Local Subject replaces To")
+        if imp.share and imp.type != SERVICE:
+            vr.add_error(
+                f"sharing information (for latency tracking) is only valid for services: {imp.subject!r}"
+            )
+        if not imp.token:
+            return
+        try:
+            act = decode(imp.token, ActivationClaims)
+        except TokenError:
+            vr.add_error(f"import {imp.subject!r} contains an invalid activation token")
+            return
+        if imp.account not in (act.iss, act.issuer_account):
+            vr.add_error(f"activation token doesn't match account for import {imp.subject!r}")
+        if act.sub != self.sub:
+            vr.add_error(f"activation token doesn't match account it is being included in, {imp.subject!r}")
+        if act.import_type != imp.type:
+            vr.add_error(
+                f"mismatch between token import type {act.import_type} and type of import {imp.type}"
+            )
+        act._validate_subject(vr)
+        act._validate(vr)
+        subj = imp.to if imp.type == SERVICE and imp.to else imp.subject
+        if not _contained_in(subj, act.import_subject):
+            vr.add_error(
+                f"activation token import subject {act.import_subject!r} doesn't match import {imp.subject!r}"
+            )
 
     def _validate_exports(self, vr: ValidationResults) -> None:
+        """Go ``Exports.Validate`` + ``Export.Validate``."""
         seen: dict[str, list[str]] = {STREAM: [], SERVICE: []}
         for exp in self.exports:
-            if not exp.subject:
-                vr.add_error("export subject cannot be empty")
-                continue
-            validate_subject(vr, exp.subject, "export subject")
-            if exp.type not in (STREAM, SERVICE):
-                vr.add_error(f"invalid export type: {exp.type!r}")
-                continue
-            for other in seen[exp.type]:
-                if subjects.is_subset(exp.subject, other) or subjects.is_subset(other, exp.subject):
-                    vr.add_error(f"overlapping subject namespace for {exp.subject!r} and {other!r}")
-            seen[exp.type].append(exp.subject)
-            if exp.type == STREAM:
-                if exp.response_type:
-                    vr.add_error("invalid response type for stream export: " + repr(exp.response_type))
-                if exp.service_latency is not None:
-                    vr.add_error("latency tracking only permitted for services")
-                if exp.allow_trace:
-                    vr.add_error("allow_trace only permitted for services")
-            elif exp.response_type and exp.response_type not in RESPONSE_TYPES:
-                vr.add_error(f"invalid response type for service: {exp.response_type!r}")
-            lat = exp.service_latency
-            if lat is not None:
-                if lat.sampling != 0 and not 1 <= lat.sampling <= 100:
-                    vr.add_error("sampling percentage needs to be between 1-100")
-                if not lat.results or subjects.has_wildcards(lat.results):
-                    vr.add_error("results subject can not contain wildcards")
-            if exp.account_token_position:
-                toks = exp.subject.split(".")
-                pos = exp.account_token_position
-                if pos > len(toks) or toks[pos - 1] != "*":
-                    vr.add_error(
-                        f"account token position {pos} must reference a '*' token in {exp.subject!r}"
-                    )
-            for key in exp.revocations:
-                if key != ALL_USERS and not nkeys.is_valid_public_key(key, PrefixByte.ACCOUNT):
-                    vr.add_error(f"export revocation key {key!r} is not an account public key")
+            if exp.type in seen and exp.subject:
+                for other in seen[exp.type]:
+                    if _contained_in(exp.subject, other) or _contained_in(other, exp.subject):
+                        vr.add_error(f"overlapping subject namespace for {exp.subject!r} and {other!r}")
+                seen[exp.type].append(exp.subject)
+            self._validate_export(vr, exp)
+
+    def _validate_export(self, vr: ValidationResults, exp: Export) -> None:
+        service, stream = exp.type == SERVICE, exp.type == STREAM
+        if not service and not stream:
+            vr.add_error(f"invalid export type: {exp.type!r}")
+        if service and exp.response_type not in RESPONSE_TYPES | {""}:
+            vr.add_error(f"invalid response type for service: {exp.response_type!r}")
+        if stream:
+            if exp.response_type:
+                vr.add_error(f"invalid response type for stream: {exp.response_type!r}")
+            if exp.allow_trace:
+                vr.add_error("AllowTrace only valid for service export")
+        lat = exp.service_latency
+        if lat is not None:
+            if not service:
+                vr.add_error("latency tracking only permitted for services")
+            if lat.sampling != 0 and not 1 <= lat.sampling <= 100:
+                vr.add_error("sampling percentage needs to be between 1-100")
+            validate_subject(vr, lat.results, "latency results subject")
+            if subjects.has_wildcards(lat.results):
+                vr.add_error("results subject can not contain wildcards")
+        if exp.response_threshold < 0:
+            vr.add_error("negative response threshold is invalid")
+        if exp.response_threshold > 0 and not service:
+            vr.add_error("response threshold only valid for services")
+        validate_subject(vr, exp.subject, "export subject")
+        pos = exp.account_token_position
+        if pos > 0:
+            toks = exp.subject.split(".")
+            if not subjects.has_wildcards(exp.subject):
+                vr.add_error(f"Account Token Position can only be used with wildcard subjects: {exp.subject}")
+            elif pos > len(toks):
+                vr.add_error(f"Account Token Position {pos} exceeds length of subject '{exp.subject}'")
+            elif toks[pos - 1] != "*":
+                vr.add_error(
+                    f"Account Token Position {pos} matches '{toks[pos - 1]}'"
+                    f" but must match a * in: {exp.subject}"
+                )
+        for key in exp.revocations:
+            if key != ALL_USERS and not nkeys.is_valid_public_key(key, PrefixByte.ACCOUNT):
+                vr.add_error(f"export revocation key {key!r} is not an account public key")
+        validate_info(vr, exp.description, exp.info_url)
 
     def _validate_limits(self, vr: ValidationResults) -> None:
         lim = self.limits

@@ -268,6 +268,13 @@ def _load_signing_keys(key: str, raw: Any) -> dict[str, UserScope | None]:
             if kind != USER_SCOPE:
                 raise fail(key, f"a list of keys or user_scope objects (got kind {kind!r})")
             scope = UserScope.from_json(item)
+            # Go unmarshals into NewUserScope(), whose template limits start at -1 (unlimited):
+            # absent subs/data/payload therefore mean unlimited, not 0
+            template = item.get("template")
+            present = template if isinstance(template, dict) else {}
+            for name in ("subs", "data", "payload"):
+                if present.get(name) is None:
+                    setattr(scope.template, name, NO_LIMIT)
             out[scope.key] = scope
         else:
             raise fail(key, "a list of keys or scopes")
