@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The main job on a fresh machine: set up, then run the quickstart against the real nats-server.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/python examples/quickstart.py "$@"
