@@ -34,3 +34,14 @@ def test_quickstart_runs_against_real_nats_server(tmp_path: Path) -> None:
         assert (tmp_path / name).read_text().startswith("-----BEGIN NATS USER JWT-----\n")
         seed = next(line for line in (tmp_path / name).read_text().splitlines() if line.startswith("SU"))
         assert seed not in out, "a seed reached the terminal"
+
+
+def test_readme_python_snippet_runs() -> None:
+    """The README's library example is executed as written."""
+    text = (ROOT / "README.md").read_text()
+    snippet = text.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict[str, object] = {}
+    exec(compile(snippet, "README.md", "exec"), scope)  # noqa: S102 - our own README
+    claims = scope["claims"]
+    assert claims.name == "bob"  # type: ignore[attr-defined]
+    assert scope["creds"].startswith(b"-----BEGIN NATS USER JWT-----\n")  # type: ignore[attr-defined]

@@ -140,14 +140,16 @@ def _b32decode(text: str) -> bytes:
 
 
 def _to_str(key: str | bytes) -> str:
+    # No trimming: a key is exactly its characters (Go does not trim either), so " U…" is not a
+    # user key anywhere in trustkit. Readers of files (creds, keystore) strip lines themselves.
     if isinstance(key, bytes | bytearray | memoryview):
         try:
-            return bytes(key).decode("ascii").strip()
+            return bytes(key).decode("ascii")
         except UnicodeDecodeError:
             raise NKeyError("nkeys: invalid encoded key") from None
     if not isinstance(key, str):
         raise NKeyError("nkeys: invalid encoded key")
-    return key.strip()
+    return key
 
 
 def _decode_raw(text: str) -> bytes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -71,8 +72,12 @@ def _contained_in(subject: str, other: str) -> bool:
     return True
 
 
+# Go strconv.Atoi: optional sign, ASCII digits only
+_ATOI_RE = re.compile(r"[+-]?[0-9]+")
+
+
 def _is_reference(tok: str) -> bool:
-    return len(tok) > 1 and tok[0] == "$" and tok[1:].isdigit()
+    return len(tok) > 1 and tok[0] == "$" and _ATOI_RE.fullmatch(tok[1:]) is not None
 
 
 def _renaming_to_subject(local: str) -> str:

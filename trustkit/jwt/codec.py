@@ -118,8 +118,16 @@ def go_json(value: Any) -> bytes:
 
 
 def sort_map(value: dict[str, Any]) -> dict[str, Any]:
-    """Go writes map keys sorted (byte order of the UTF-8 keys)."""
-    return {k: value[k] for k in sorted(value, key=lambda s: s.encode("utf-8"))}
+    """Go writes map keys sorted (byte order of the UTF-8 keys), in nested maps too."""
+    return {k: _sort_nested(value[k]) for k in sorted(value, key=lambda s: s.encode("utf-8"))}
+
+
+def _sort_nested(value: Any) -> Any:
+    if isinstance(value, dict):
+        return sort_map(value)
+    if isinstance(value, list):
+        return [_sort_nested(v) for v in value]
+    return value
 
 
 # --- jti ----------------------------------------------------------------------------------------

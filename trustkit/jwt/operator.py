@@ -14,7 +14,7 @@ from trustkit.nkeys import PrefixByte
 
 __all__ = ["OperatorClaims"]
 
-_VERSION_RE = re.compile(r"\d+\.\d+\.\d+")
+_VERSION_RE = re.compile(r"[0-9]+\.[0-9]+\.[0-9]+")
 _SERVICE_SCHEMES = frozenset({"nats", "tls", "ws", "wss"})
 
 

@@ -418,7 +418,7 @@ class MsgTrace(Model):
 
 # --- validation of shared parts (Go Permission/Limits/TimeRange Validate) -------------------
 
-_TIME_RE = re.compile(r"([01]?\d|2[0-3]):[0-5]\d:[0-5]\d")
+_TIME_RE = re.compile(r"([01]?[0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]")
 
 
 def validate_subject(vr: ValidationResults, subject: str, what: str = "subject") -> None:
