@@ -157,8 +157,9 @@ class AccountClaims(Claims):
 
     def _prepare(self) -> None:
         # Go sorts exports and imports by subject before encoding.
-        self.exports.sort(key=lambda e: e.subject.encode())
-        self.imports.sort(key=lambda i: i.subject.encode())
+        # (code-point order = Go's byte order for valid UTF-8; invalid text fails in go_json)
+        self.exports.sort(key=lambda e: e.subject)
+        self.imports.sort(key=lambda i: i.subject)
 
     # --- signing keys ------------------------------------------------------------------------
     def add_signing_key(self, key: str, scope: UserScope | None = None) -> None:

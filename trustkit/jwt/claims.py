@@ -181,8 +181,8 @@ class Claims:
             )
         if not signer.has_seed:
             raise EncodeError("signer has no seed: cannot sign")
-        if isinstance(iat, bool) or not isinstance(iat, int) or iat <= 0:
-            raise EncodeError("iat must be positive unix seconds")
+        if iat.__class__ is not int or not 0 < iat <= 2**63 - 1:
+            raise EncodeError("iat must be positive unix seconds that fit in 64 bits")
         self._prepare()
         self.iss = signer.public_key
         self.iat = iat

@@ -102,8 +102,24 @@ def normalize_floats(value: Any) -> Any:
     return value
 
 
+def _check_ints(value: Any) -> None:
+    if value.__class__ is int:
+        if not -(2**63) <= value <= 2**63 - 1:
+            raise MalformedTokenError(f"integer {value} does not fit in 64 bits (Go cannot read it)")
+    elif isinstance(value, dict):
+        for v in value.values():
+            _check_ints(v)
+    elif isinstance(value, list):
+        for v in value:
+            _check_ints(v)
+
+
 def go_json(value: Any) -> bytes:
-    """Compact JSON with Go ``encoding/json`` escaping. Dict order is kept: callers order keys."""
+    """Compact JSON with Go ``encoding/json`` escaping. Dict order is kept: callers order keys.
+
+    Refuses what Go cannot read back: integers beyond int64, NaN/Inf, lone surrogates.
+    """
+    _check_ints(value)
     try:
         text = _encoder.encode(value)
     except (TypeError, ValueError) as exc:
@@ -118,8 +134,12 @@ def go_json(value: Any) -> bytes:
 
 
 def sort_map(value: dict[str, Any]) -> dict[str, Any]:
-    """Go writes map keys sorted (byte order of the UTF-8 keys), in nested maps too."""
-    return {k: _sort_nested(value[k]) for k in sorted(value, key=lambda s: s.encode("utf-8"))}
+    """Go writes map keys sorted (byte order of the UTF-8 keys), in nested maps too.
+
+    Code-point order equals UTF-8 byte order for valid text; a lone surrogate (which cannot be
+    written) sorts somewhere and is refused by :func:`go_json` with a MalformedTokenError.
+    """
+    return {k: _sort_nested(value[k]) for k in sorted(value)}
 
 
 def _sort_nested(value: Any) -> Any:

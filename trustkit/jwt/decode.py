@@ -107,18 +107,14 @@ def _claim_class(payload: dict[str, Any]) -> type[Claims]:
 
 
 @overload
-def decode(token: str, expect: type[C], *, allow_kinds: frozenset[nkeys.PrefixByte] | None = None) -> C: ...
+def decode(token: str, expect: type[C]) -> C: ...
 @overload
-def decode(
-    token: str, expect: None = None, *, allow_kinds: frozenset[nkeys.PrefixByte] | None = None
-) -> Claims: ...
+def decode(token: str, expect: None = None) -> Claims: ...
 
 
 def decode(
     token: str,
     expect: type[Claims] | None = None,
-    *,
-    allow_kinds: frozenset[nkeys.PrefixByte] | None = None,
 ) -> Claims:
     """Verify ``token`` and return its claims.
 
@@ -150,7 +146,7 @@ def decode(
         nkeys.verify_raw(issuer_raw, (h64 + "." + p64).encode("ascii"), sig)
     except NKeyError:
         raise TokenSignatureError("claim failed V2 signature verification") from None
-    allowed = allow_kinds if allow_kinds is not None else cls.ISSUER_KINDS
+    allowed = cls.ISSUER_KINDS  # empty only for generic claims, which any key may sign (as in Go)
     if allowed and kind not in allowed:
         names = ", ".join(sorted(k.label for k in allowed))
         raise IssuerError(

@@ -56,6 +56,9 @@ class _Str(Codec):
         return raw
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 class _Int(Codec):
     def empty(self, value: Any) -> bool:
         return bool(value == 0)
@@ -63,10 +66,9 @@ class _Int(Codec):
     def load(self, key: str, raw: JSON) -> Any:
         if raw is None:
             return 0
-        if isinstance(raw, bool) or not isinstance(raw, int):
-            # Go accepts 2.0 for an int field? No: json.Unmarshal refuses a fraction; a float
-            # with integral value is refused too. Mirror that.
-            raise fail(key, "an integer")
+        # Go's json.Unmarshal into int64 refuses fractions (even 2.0), booleans and overflow
+        if raw.__class__ is not int or not INT64_MIN <= raw <= INT64_MAX:
+            raise fail(key, "a 64-bit integer")
         return raw
 
 
@@ -171,9 +173,9 @@ class _IntMap(Codec):
         if raw is None:
             return {}
         if not isinstance(raw, dict) or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in raw.values()
+            v.__class__ is int and INT64_MIN <= v <= INT64_MAX for v in raw.values()
         ):
-            raise fail(key, "an object of integers")
+            raise fail(key, "an object of 64-bit integers")
         return dict(raw)
 
 
@@ -308,12 +310,13 @@ def compile_loader(
         if f.codec is S or f.codec is I or f.codec is B:
             typ, zero, want = {
                 id(S): ("str", '""', "a string"),
-                id(I): ("int", "0", "an integer"),
+                id(I): ("int", "0", "a 64-bit integer"),
                 id(B): ("bool", "False", "a boolean"),
             }[id(f.codec)]
+            range_check = f" and {INT64_MIN} <= v <= {INT64_MAX}" if f.codec is I else ""
             lines += [
                 f"    if v is None: {var} = {zero}",
-                f"    elif v.__class__ is {typ}: {var} = v; seen += 1",
+                f"    elif v.__class__ is {typ}{range_check}: {var} = v; seen += 1",
                 f"    else: raise fail({key}, {want!r})",
             ]
         elif f.codec is L:
