@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from trustkit import nkeys
 from trustkit.errors import CredsError, NKeyError, TokenError
-from trustkit.jwt.decode import peek_unverified
+from trustkit.jwt.decoder import peek_unverified
 from trustkit.jwt.user import UserClaims
 from trustkit.nkeys import KeyPair, PrefixByte
 

@@ -21,7 +21,7 @@ from trustkit import nkeys
 from trustkit import subject as subjects
 from trustkit.errors import AuthorizationError, NKeyError, TokenError
 from trustkit.jwt.account import AccountClaims, is_revoked
-from trustkit.jwt.decode import decode
+from trustkit.jwt.decoder import decode
 from trustkit.jwt.operator import OperatorClaims
 from trustkit.jwt.types import CONNECTION_TYPES, Permission, UserPermissionLimits
 from trustkit.jwt.user import UserClaims

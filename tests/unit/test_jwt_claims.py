@@ -397,30 +397,34 @@ def test_generic_claims_nested_maps_are_sorted_like_go() -> None:
 
 
 def test_lone_surrogates_fail_closed_when_writing_generic_claims() -> None:
-    # JSON may carry "\ud800" escapes (Python's json keeps them as lone surrogates, which UTF-8
-    # cannot hold). Writing such claims must raise a TrustkitError, not a bare UnicodeEncodeError.
+    # JSON may carry "\ud800" escapes, which UTF-8 cannot hold. Go replaces them; trustkit refuses
+    # the token at decode, and refuses to write such claims: always a TrustkitError, never a bare
+    # UnicodeEncodeError.
     raw = (
         b'{"iss":"'
         + OPERATOR.public_key.encode()
         + b'","sub":"x","nats":{"m":{"\\ud800":1,"a":2},"version":2}}'
     )
-    claims = jwt.decode(forge(raw, OPERATOR))
-    assert isinstance(claims, jwt.GenericClaims)
+    with pytest.raises(MalformedTokenError, match="not valid JSON"):
+        jwt.decode(forge(raw, OPERATOR))
     with pytest.raises(MalformedTokenError):
-        claims.payload_bytes()
+        jwt.GenericClaims(sub=OPERATOR.public_key, data={"m": {"\ud800": 1, "a": 2}}).payload_bytes()
     with pytest.raises(MalformedTokenError):
         jwt.GenericClaims(sub=OPERATOR.public_key, data={"\ud800": 1}).encode(OPERATOR, iat=IAT)
 
 
 def test_lone_surrogates_fail_closed_when_re_signing_an_account() -> None:
     exports = [{"subject": "\ud800", "type": "stream"}, {"subject": "a", "type": "stream"}]
-    claims = jwt.decode(forge(account_payload(exports=exports), OPERATOR), jwt.AccountClaims)
+    with pytest.raises(MalformedTokenError, match="not valid JSON"):
+        jwt.decode(forge(account_payload(exports=exports), OPERATOR), jwt.AccountClaims)
+    claims = jwt.AccountClaims(
+        sub=ACCOUNT.public_key,
+        exports=[jwt.Export(subject="\ud800", type="stream"), jwt.Export(subject="a", type="stream")],
+    )
     with pytest.raises(MalformedTokenError):
         claims.payload_bytes()
     with pytest.raises(MalformedTokenError):
-        claims.encode(
-            OPERATOR, iat=IAT
-        )  # sorting exports by UTF-8 bytes must not escape as UnicodeEncodeError
+        claims.encode(OPERATOR, iat=IAT)  # sorting exports must not escape as UnicodeEncodeError
 
 
 def test_generic_claims_write_version_2_and_sorted_keys() -> None:

@@ -13,7 +13,7 @@ from trustkit.jwt.authorization import (
 )
 from trustkit.jwt.claims import LIB_VERSION, Claims
 from trustkit.jwt.codec import MAX_TOKEN_SIZE
-from trustkit.jwt.decode import decode, peek_unverified
+from trustkit.jwt.decoder import decode, peek_unverified
 from trustkit.jwt.generic import GenericClaims
 from trustkit.jwt.operator import OperatorClaims
 from trustkit.jwt.types import (

@@ -11,7 +11,7 @@ from trustkit import subject as subjects
 from trustkit.errors import TokenError
 from trustkit.jwt.activation import ActivationClaims
 from trustkit.jwt.claims import Claims
-from trustkit.jwt.decode import decode
+from trustkit.jwt.decoder import decode
 from trustkit.jwt.model import INTMAP, Field, Obj, ObjList, ObjListMap, Ptr, S
 from trustkit.jwt.types import (
     RESPONSE_TYPES,
@@ -209,7 +209,7 @@ class AccountClaims(Claims):
         self._validate_imports(vr)
         self._validate_exports(vr)
         self._validate_limits(vr)
-        validate_permissions(vr, self.default_permissions)
+        validate_permissions(vr, self.default_permissions.pub, self.default_permissions.sub)
         self._validate_mappings(vr)
         self._validate_authorization(vr)
         if self.trace is not None:
@@ -231,7 +231,7 @@ class AccountClaims(Claims):
             if scope is not None:
                 if scope.role == "":
                     vr.add_warning(f"signing key {key} has a scope without a role")
-                validate_permissions(vr, scope.template)
+                validate_permissions(vr, scope.template.pub, scope.template.sub)
         for key in self.revocations:
             if key != ALL_USERS and not nkeys.is_valid_public_key(key):
                 vr.add_error(f"revocation key {key!r} is not a public key")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 from trustkit import nkeys
 from trustkit.errors import EncodeError
 from trustkit.jwt.codec import HEADER_B64, b64url_encode, go_json, jti_of, normalize_floats
-from trustkit.jwt.model import Field, I, S, compile_loader, fail
+from trustkit.jwt.model import Field, I, S, compile_source, fail, field_source
 from trustkit.nkeys import KeyPair, PrefixByte
 
 if TYPE_CHECKING:
@@ -34,11 +34,37 @@ _STD_KEYS = frozenset({"aud", "exp", "jti", "iat", "iss", "name", "nbf", "sub", 
 _TAIL_KEYS = frozenset({"tags", "type", "version"})
 
 
-_STD_LOADER = compile_loader(
-    tuple(Field(k, S) for k in ("aud", "jti", "iss", "name", "sub"))
-    + tuple(Field(k, I) for k in ("exp", "iat", "nbf")),
-    "load_standard_claims",
+_STD_FIELDS = tuple(Field(k, S) for k in ("aud", "jti", "iss", "name", "sub")) + tuple(
+    Field(k, I) for k in ("exp", "iat", "nbf")
 )
+
+
+def _compile_from_payload(cls: type[Claims]) -> Any:
+    """``(cls, payload) -> claims``: standard claims, the ``nats`` fields, tags and unknown keys."""
+    env: dict[str, Any] = {"STD_KEYS": _STD_KEYS, "NATS_KNOWN": cls._NATS_KNOWN, "tags_load": _tags_load}
+    body = ["    seen = 0", *field_source(_STD_FIELDS, "payload", "s", env)]
+    body += [
+        "    nats = payload.get('nats')",
+        "    if nats is None: nats = {}",
+        "    elif nats.__class__ is not dict: raise fail('nats', 'an object')",
+    ]
+    extra_fields = [f"{f.attr}=s{i}" for i, f in enumerate(_STD_FIELDS)]
+    if cls.NATS_FIELDS:
+        body += field_source(cls.NATS_FIELDS, "nats", "n", env)
+        extra_fields += [f"{f.attr}=n{i}" for i, f in enumerate(cls.NATS_FIELDS)]
+    body += [
+        f"    obj = cls({', '.join(extra_fields)}, tags=tags_load('tags', nats.get('tags')))",
+        "    for k in payload:",
+        "        if k not in STD_KEYS:",
+        "            obj.extra = {k: v for k, v in payload.items() if k not in STD_KEYS}",
+        "            break",
+        "    for k in nats:",
+        "        if k not in NATS_KNOWN:",
+        "            obj.nats_extra = {k: v for k, v in nats.items() if k not in NATS_KNOWN}",
+        "            break",
+        "    return obj",
+    ]
+    return compile_source(f"from_payload_{cls.__name__}", "cls, payload", body, env)
 
 
 def _tags_load(key: str, raw: Any) -> list[str]:
@@ -55,7 +81,7 @@ class Claims:
 
     Times are unix seconds. ``iat``, ``iss`` and ``jti`` are set by :meth:`encode`.
     ``extra`` / ``nats_extra`` hold unknown keys of the payload and of ``nats`` (round-tripped).
-    ``token`` is the original string when the claims came from :func:`trustkit.jwt.decode`.
+    ``token`` is the original string when the claims came from :func:`trustkit.jwt.decoder`.
     """
 
     sub: str = ""
@@ -78,12 +104,12 @@ class Claims:
     ISSUER_KINDS: ClassVar[frozenset[PrefixByte]] = frozenset()
     NATS_FIELDS: ClassVar[tuple[Field, ...]] = ()
     _NATS_KNOWN: ClassVar[frozenset[str]] = frozenset()
-    _NATS_LOADER: ClassVar[Callable[[dict[str, Any]], tuple[dict[str, Any], int]]]
+    _FROM_PAYLOAD: ClassVar[Callable[[type[Any], dict[str, Any]], Any]]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # no zero-argument super() here: dataclass(slots=True) rebuilds the class, which breaks it
         cls._NATS_KNOWN = frozenset(f.key for f in cls.NATS_FIELDS) | _TAIL_KEYS
-        cls._NATS_LOADER = compile_loader(cls.NATS_FIELDS, f"load_{cls.__name__}_nats")
+        cls._FROM_PAYLOAD = staticmethod(_compile_from_payload(cls))
         if cls.CLAIM_TYPE:
             CLAIM_CLASSES[cls.CLAIM_TYPE] = cls
 
@@ -140,24 +166,10 @@ class Claims:
     @classmethod
     def from_payload(cls: type[C], payload: dict[str, Any]) -> C:
         """Build claims from a decoded payload object (no signature check: see ``decode``)."""
-        kwargs, _ = _STD_LOADER(payload)
-        nats = payload.get("nats")
-        if nats is None:
-            nats = {}
-        if not isinstance(nats, dict):
-            raise fail("nats", "an object")
-        kwargs.update(cls._load_nats(nats))
-        kwargs["tags"] = _tags_load("tags", nats.get("tags"))
-        obj = cls(**kwargs)
-        if len(payload) > len(_STD_KEYS) or any(k not in _STD_KEYS for k in payload):
-            obj.extra = {k: v for k, v in payload.items() if k not in _STD_KEYS}
-        if any(k not in cls._NATS_KNOWN for k in nats):
-            obj.nats_extra = {k: v for k, v in nats.items() if k not in cls._NATS_KNOWN}
+        if payload.__class__ is not dict:
+            raise fail("payload", "an object")
+        obj: C = cls._FROM_PAYLOAD(cls, payload)
         return obj
-
-    @classmethod
-    def _load_nats(cls, nats: dict[str, Any]) -> dict[str, Any]:
-        return cls._NATS_LOADER(nats)[0]
 
     # --- encoding -----------------------------------------------------------------------------
     def _prepare(self) -> None:

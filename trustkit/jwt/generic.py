@@ -27,8 +27,13 @@ class GenericClaims(Claims):
         return sort_map(out)
 
     @classmethod
-    def _load_nats(cls, nats: dict[str, Any]) -> dict[str, Any]:
-        return {"data": {k: v for k, v in nats.items() if k not in ("tags", "version")}}
+    def from_payload(cls, payload: dict[str, Any]) -> GenericClaims:
+        """Standard claims and tags as for every type; ``data`` is the rest of ``nats``."""
+        obj: GenericClaims = cls._FROM_PAYLOAD(cls, payload)
+        nats = payload.get("nats") or {}
+        obj.data = {k: v for k, v in nats.items() if k not in ("tags", "version")}
+        obj.nats_extra = {}
+        return obj
 
     @property
     def claim_type(self) -> str:

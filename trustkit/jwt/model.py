@@ -291,21 +291,12 @@ class Field:
         self.omitempty = omitempty
 
 
-def compile_loader(
-    fields: tuple[Field, ...], name: str
-) -> Callable[[dict[str, JSON]], tuple[dict[str, Any], int]]:
-    """Generate a loader for ``fields``: ``data -> (attribute kwargs, number of known keys present)``.
-
-    Same semantics as calling each codec's ``load`` in turn, but with the common codecs (string,
-    int, bool, string list) inlined: decoding a user JWT is on the connect hot path, and this
-    halves the Python time around the signature check (the way dataclasses generate
-    ``__init__``). Only field keys and attribute names from our own tables reach the source.
-    """
-    env: dict[str, Any] = {"fail": fail}
-    lines = [f"def {name}(data):", "    get = data.get", "    seen = 0"]
-    out = []
+def field_source(fields: tuple[Field, ...], src: str, prefix: str, env: dict[str, Any]) -> list[str]:
+    """Source lines that read ``fields`` from the dict named ``src`` into ``{prefix}{i}`` variables
+    and count the known keys present in ``seen`` (common codecs inlined, others called)."""
+    lines = [f"    get = {src}.get"]
     for i, f in enumerate(fields):
-        key, var = repr(f.key), f"a{i}"
+        key, var = repr(f.key), f"{prefix}{i}"
         lines.append(f"    v = get({key})")
         if f.codec is S or f.codec is I or f.codec is B:
             typ, zero, want = {
@@ -330,13 +321,34 @@ def compile_loader(
                 f"    else: raise fail({key}, 'a list of strings')",
             ]
         else:
-            env[f"c{i}"] = f.codec.load
-            lines += ["    if v is not None: seen += 1", f"    {var} = c{i}({key}, v)"]
-        out.append(f"{f.attr!r}: {var}")
-    lines.append("    return {" + ", ".join(out) + "}, seen")
-    exec("\n".join(lines), env)  # noqa: S102 - source built only from our own field tables
-    loader: Callable[[dict[str, JSON]], tuple[dict[str, Any], int]] = env[name]
-    return loader
+            env[f"{prefix}c{i}"] = f.codec.load
+            lines += ["    if v is not None: seen += 1", f"    {var} = {prefix}c{i}({key}, v)"]
+    return lines
+
+
+def compile_source(name: str, params: str, body: list[str], env: dict[str, Any]) -> Any:
+    """Compile a generated function. Decoding claims is on the connect hot path: like dataclasses'
+    generated ``__init__``, the per-type code reads each key once with its checks inlined, which
+    halves the Python time around the signature check. Only keys and attribute names from our
+    own field tables reach the source."""
+    env.setdefault("fail", fail)
+    source = f"def {name}({params}):\n" + "\n".join(body)
+    exec(source, env)  # noqa: S102 - built only from our own field tables
+    return env[name]
+
+
+def compile_from_json(fields: tuple[Field, ...], known: frozenset[str], name: str) -> Any:
+    """``(cls, data) -> instance`` for a model: Go's ``json.Unmarshal`` into a zero struct."""
+    env: dict[str, Any] = {"KNOWN": known}
+    body = ["    seen = 0", *field_source(fields, "data", "a", env)]
+    args = ", ".join(f"{f.attr}=a{i}" for i, f in enumerate(fields))
+    body += [
+        f"    obj = cls({args})",
+        "    if len(data) > seen:",
+        "        obj.extra = {k: v for k, v in data.items() if k not in KNOWN}",
+        "    return obj",
+    ]
+    return compile_source(name, "cls, data", body, env)
 
 
 class Model:
@@ -346,13 +358,15 @@ class Model:
 
     JSON_FIELDS: ClassVar[tuple[Field, ...]] = ()
     _KNOWN: ClassVar[frozenset[str]] = frozenset()
-    _LOADER: ClassVar[Callable[[dict[str, JSON]], tuple[dict[str, Any], int]]]
+    _FROM_JSON: ClassVar[Callable[[type[Any], dict[str, JSON]], Any]]
     extra: dict[str, Any]
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._KNOWN = frozenset(f.key for f in cls.JSON_FIELDS)
-        cls._LOADER = compile_loader(cls.JSON_FIELDS, f"load_{cls.__name__}")
+        cls._FROM_JSON = staticmethod(
+            compile_from_json(cls.JSON_FIELDS, cls._KNOWN, f"from_json_{cls.__name__}")
+        )
 
     def to_json(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {}
@@ -370,10 +384,7 @@ class Model:
     def from_json(cls: type[M], data: dict[str, JSON]) -> M:
         """Decode like Go's ``json.Unmarshal`` into a zero struct: an absent key is the zero value
         (not the constructor default, which mirrors Go's ``New…Claims``)."""
-        kwargs, seen = cls._LOADER(data)
-        obj = cls(**kwargs)
-        if len(data) > seen:
-            obj.extra = {k: v for k, v in data.items() if k not in cls._KNOWN}
+        obj: M = cls._FROM_JSON(cls, data)
         return obj
 
     def is_zero(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 from trustkit.jwt.model import (
@@ -428,23 +429,35 @@ def validate_subject(vr: ValidationResults, subject: str, what: str = "subject")
         vr.add_error(f"{what}: {problem}")
 
 
-def _validate_permission(vr: ValidationResults, perm: Permission, *, permit_queue: bool) -> None:
-    for entry in (*perm.allow, *perm.deny):
+@lru_cache(maxsize=4096)
+def _permission_problems(entries: tuple[str, ...], permit_queue: bool) -> tuple[str, ...]:
+    """Errors for one allow/deny list (Go ``checkPermission``). Cached: a pure function of the
+    list, and the same lists recur across users and across connects."""
+    errors: list[str] = []
+    for entry in entries:
         parts = entry.split(" ")
-        if len(parts) == 1:
-            validate_subject(vr, parts[0], "permission subject")
-        elif len(parts) == 2:
-            validate_subject(vr, parts[0], "permission subject")
-            validate_subject(vr, parts[1], "permission queue")
-            if not permit_queue:
-                vr.add_error(f'Permission Subject "{entry}" is not allowed to contain queue')
-        else:
-            vr.add_error(f'Permission Subject "{entry}" contains too many spaces')
+        if len(parts) > 2:
+            errors.append(f'Permission Subject "{entry}" contains too many spaces')
+            continue
+        for part, what in zip(parts, ("permission subject", "permission queue"), strict=False):
+            problem = subject_problem(part, True)
+            if problem is not None:
+                errors.append(f"{what}: {problem}")
+        if len(parts) == 2 and not permit_queue:
+            errors.append(f'Permission Subject "{entry}" is not allowed to contain queue')
+    return tuple(errors)
 
 
-def validate_permissions(vr: ValidationResults, perms: Permissions | UserPermissionLimits) -> None:
-    _validate_permission(vr, perms.sub, permit_queue=True)
-    _validate_permission(vr, perms.pub, permit_queue=False)
+def _validate_permission(vr: ValidationResults, perm: Permission, *, permit_queue: bool) -> None:
+    if perm.allow or perm.deny:
+        for message in _permission_problems((*perm.allow, *perm.deny), permit_queue):
+            vr.add_error(message)
+
+
+def validate_permissions(vr: ValidationResults, pub: Permission, sub: Permission) -> None:
+    """Go ``Permissions.Validate``: subscribe entries may name a queue, publish entries may not."""
+    _validate_permission(vr, sub, permit_queue=True)
+    _validate_permission(vr, pub, permit_queue=False)
 
 
 def validate_user_limits(vr: ValidationResults, upl: UserPermissionLimits) -> None:

@@ -97,8 +97,8 @@ class UserClaims(Claims):
         return self.permission_limits.is_zero()
 
     def _validate(self, vr: ValidationResults) -> None:
-        upl = self.permission_limits
-        validate_permissions(vr, upl)
-        validate_user_limits(vr, upl)
+        validate_permissions(vr, self.pub, self.sub_perms)
+        if self.src or self.times or self.times_location or self.allowed_connection_types:
+            validate_user_limits(vr, self.permission_limits)
         if self.issuer_account and not nkeys.is_valid_public_key(self.issuer_account, PrefixByte.ACCOUNT):
             vr.add_error("account_id is not an account public key")
