@@ -141,3 +141,28 @@ class CalloutError(TrustkitError):
 
 class BrokerError(TrustkitError):
     code = "broker"
+
+
+# --- one table: error code → CLI exit status ----------------------------------------------------
+
+#: Exit statuses of the ``trustkit`` CLI, by error class (most specific first). 0 = success,
+#: 1 = unexpected internal error, 2 = usage (typer's own).
+EXIT_STATUS: tuple[tuple[type[TrustkitError], int], ...] = (
+    (StoreError, 3),
+    (CredsError, 4),
+    (TokenError, 4),
+    (NKeyError, 4),
+    (SubjectError, 4),
+    (AuthorizationError, 5),
+    (CalloutError, 6),
+    (BrokerError, 6),
+    (TrustkitError, 1),
+)
+
+
+def exit_status(error: TrustkitError) -> int:
+    """The CLI exit status for ``error`` (see :data:`EXIT_STATUS`)."""
+    for cls, status in EXIT_STATUS:
+        if isinstance(error, cls):
+            return status
+    return 1  # pragma: no cover - TrustkitError is the last row

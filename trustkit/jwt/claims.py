@@ -109,7 +109,7 @@ class Claims:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # no zero-argument super() here: dataclass(slots=True) rebuilds the class, which breaks it
         cls._NATS_KNOWN = frozenset(f.key for f in cls.NATS_FIELDS) | _TAIL_KEYS
-        cls._FROM_PAYLOAD = staticmethod(_compile_from_payload(cls))
+        # the generated reader is compiled on first use (from_payload): cheap imports for the CLI
         if cls.CLAIM_TYPE:
             CLAIM_CLASSES[cls.CLAIM_TYPE] = cls
 
@@ -168,8 +168,17 @@ class Claims:
         """Build claims from a decoded payload object (no signature check: see ``decode``)."""
         if payload.__class__ is not dict:
             raise fail("payload", "an object")
-        obj: C = cls._FROM_PAYLOAD(cls, payload)
+        obj: C = cls._reader()(cls, payload)
         return obj
+
+    @classmethod
+    def _reader(cls) -> Callable[[type[Any], dict[str, Any]], Any]:
+        fn = cls.__dict__.get("_FROM_PAYLOAD")
+        if fn is None:
+            fn = staticmethod(_compile_from_payload(cls))
+            cls._FROM_PAYLOAD = fn
+        reader: Callable[[type[Any], dict[str, Any]], Any] = fn.__func__
+        return reader
 
     # --- encoding -----------------------------------------------------------------------------
     def _prepare(self) -> None:

@@ -29,7 +29,7 @@ class GenericClaims(Claims):
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> GenericClaims:
         """Standard claims and tags as for every type; ``data`` is the rest of ``nats``."""
-        obj: GenericClaims = cls._FROM_PAYLOAD(cls, payload)
+        obj: GenericClaims = cls._reader()(cls, payload)
         nats = payload.get("nats") or {}
         obj.data = {k: v for k, v in nats.items() if k not in ("tags", "version")}
         obj.nats_extra = {}

@@ -364,9 +364,7 @@ class Model:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         cls._KNOWN = frozenset(f.key for f in cls.JSON_FIELDS)
-        cls._FROM_JSON = staticmethod(
-            compile_from_json(cls.JSON_FIELDS, cls._KNOWN, f"from_json_{cls.__name__}")
-        )
+        # compiled on first use (see from_json): keeps `import trustkit` cheap for the CLI
 
     def to_json(self) -> dict[str, JSON]:
         out: dict[str, JSON] = {}
@@ -384,7 +382,13 @@ class Model:
     def from_json(cls: type[M], data: dict[str, JSON]) -> M:
         """Decode like Go's ``json.Unmarshal`` into a zero struct: an absent key is the zero value
         (not the constructor default, which mirrors Go's ``New…Claims``)."""
-        obj: M = cls._FROM_JSON(cls, data)
+        fn = cls.__dict__.get("_FROM_JSON")
+        if fn is None:
+            fn = compile_from_json(cls.JSON_FIELDS, cls._KNOWN, f"from_json_{cls.__name__}")
+            cls._FROM_JSON = staticmethod(fn)
+        else:
+            fn = fn.__func__
+        obj: M = fn(cls, data)
         return obj
 
     def is_zero(self) -> bool:
