@@ -135,6 +135,12 @@ class StoreError(TrustkitError):
     code = "store"
 
 
+class NetworkError(TrustkitError):
+    """A server could not be reached, or refused or did not answer a request."""
+
+    code = "network"
+
+
 class CalloutError(TrustkitError):
     code = "callout"
 
@@ -154,6 +160,7 @@ EXIT_STATUS: tuple[tuple[type[TrustkitError], int], ...] = (
     (NKeyError, 4),
     (SubjectError, 4),
     (AuthorizationError, 5),
+    (NetworkError, 7),
     (CalloutError, 6),
     (BrokerError, 6),
     (TrustkitError, 1),

@@ -19,7 +19,7 @@ from typing import Any
 
 import orjson
 
-from trustkit.errors import TrustkitError
+from trustkit.errors import NetworkError
 from trustkit.jwt.account import AccountClaims
 from trustkit.jwt.decoder import decode
 from trustkit.jwt.types import Permission
@@ -32,7 +32,7 @@ UPDATE_SUBJECT = "$SYS.REQ.CLAIMS.UPDATE"
 PUSH_SUBJECTS = ("$SYS.REQ.CLAIMS.LIST", "$SYS.REQ.CLAIMS.UPDATE", "$SYS.REQ.CLAIMS.DELETE")
 
 
-class PushError(TrustkitError):
+class PushError(NetworkError):
     code = "push"
 
 
@@ -112,18 +112,29 @@ async def push_accounts(
     def sign(nonce: str) -> bytes:
         return base64.b64encode(KeyPair.from_seed(seed).sign(nonce.encode()))
 
+    seen: list[str] = []
+
+    async def on_error(exc: Exception) -> None:
+        seen.append(str(exc) or type(exc).__name__)
+
     try:
-        nc = await nats.connect(
-            url,
-            user_jwt_cb=lambda: user_jwt.encode(),
-            signature_cb=sign,
-            allow_reconnect=False,
-            max_reconnect_attempts=0,
-            connect_timeout=connect_timeout,
-            name="trustkit push",
+        # nats-py keeps retrying a refused first connect; bound it (and report what it saw)
+        nc = await asyncio.wait_for(
+            nats.connect(
+                url,
+                user_jwt_cb=lambda: user_jwt.encode(),
+                signature_cb=sign,
+                error_cb=on_error,
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+                connect_timeout=connect_timeout,
+                name="trustkit push",
+            ),
+            connect_timeout + 0.5,
         )
     except Exception as exc:  # nats-py raises many kinds; report them as one error
-        raise PushError(f"cannot connect to {url}: {exc or type(exc).__name__}") from None
+        reason = str(exc) or (seen[-1] if seen else type(exc).__name__)
+        raise PushError(f"cannot connect to {url}: {reason}") from None
     results: list[ServerReply] = []
     try:
         for token in account_jwts:

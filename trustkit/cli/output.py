@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 __all__ = ["emit", "fail", "wants_json"]
 
@@ -49,7 +49,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def fail(message: str, status: int) -> None:
+def fail(message: str, status: int) -> NoReturn:
     """One line on stderr, then exit with ``status``."""
     sys.stderr.write(f"trustkit: error: {message}\n")
     raise SystemExit(status)

@@ -1,0 +1,93 @@
+"""Options every store command shares, and how the operator/account are chosen."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from trustkit.errors import StoreError
+
+if TYPE_CHECKING:
+    from trustkit.manage import Workspace
+
+ConfigDir = Annotated[str | None, typer.Option("--config-dir", help="nsc config dir (context file).")]
+DataDir = Annotated[str | None, typer.Option("--data-dir", help="Directory holding operator stores.")]
+KeystoreDir = Annotated[str | None, typer.Option("--keystore-dir", help="Directory holding keys and creds.")]
+OperatorOpt = Annotated[str | None, typer.Option("--operator", help="Operator (default: the context's).")]
+AccountOpt = Annotated[str | None, typer.Option("--account", "-a", help="Account (default: the context's).")]
+JsonFlag = Annotated[bool, typer.Option("--json", "-J", help="Machine-readable JSON on stdout.")]
+
+
+def workspace(config_dir: str | None, data_dir: str | None, keystore_dir: str | None) -> Workspace:
+    from trustkit.manage import Workspace, environment
+
+    return Workspace.from_env(
+        environment(), config_dir=config_dir, data_dir=data_dir, keystore_dir=keystore_dir
+    )
+
+
+def pick_operator(ws: Workspace, operator: str | None) -> str:
+    """Explicit ``--operator``, else the context's, else the only operator in the stores dir."""
+    from trustkit.store import list_operators, read_context
+
+    if operator:
+        return operator
+    ctx = read_context(ws.dirs.config_dir)
+    if ctx.operator:
+        return ctx.operator
+    ops = list_operators(ws.dirs.stores_dir)
+    if len(ops) == 1:
+        return ops[0]
+    raise StoreError(f"choose an operator with --operator (found {len(ops)} in {ws.dirs.stores_dir})")
+
+
+def pick_account(ws: Workspace, operator: str, account: str | None) -> str:
+    from trustkit.store import read_context
+
+    if account:
+        return account
+    ctx = read_context(ws.dirs.config_dir)
+    if ctx.account and ctx.operator == operator:
+        return ctx.account
+    accounts = [a for a in ws.open(operator).list_accounts() if a != "SYS"]
+    if len(accounts) == 1:
+        return accounts[0]
+    raise StoreError(f"choose an account with --account (operator {operator!r} has {len(accounts)})")
+
+
+def now() -> int:
+    return int(time.time())
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "M": 30 * 86400, "y": 365 * 86400}
+
+
+def parse_expiry(text: str | None, *, now: int) -> int:
+    """nsc time flags: ``0`` (never), ``yyyy-mm-dd``, unix seconds, or ``#s/#m/#h/#d/#w/#M/#y``."""
+    from datetime import UTC, datetime
+
+    if not text or text == "0":
+        return 0
+    if text[-1] in _UNITS and text[:-1].isdigit():
+        return now + int(text[:-1]) * _UNITS[text[-1]]
+    if text.isdigit():
+        return int(text)
+    try:
+        return int(datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC).timestamp())
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r} is not 0, yyyy-mm-dd, unix seconds or a duration like 2h"
+        ) from None
+
+
+def parse_duration_ns(text: str | None) -> int:
+    """``1s``, ``500ms``, ``2m`` → nanoseconds (response TTLs are durations in the JWT)."""
+    if not text:
+        return 0
+    units = (("ms", 10**6), ("us", 10**3), ("ns", 1), ("s", 10**9), ("m", 60 * 10**9), ("h", 3600 * 10**9))
+    for suffix, mult in units:
+        if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
+            return int(float(text[: -len(suffix)]) * mult)
+    raise typer.BadParameter(f"{text!r} is not a duration like 500ms, 1s or 2m")

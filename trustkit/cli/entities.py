@@ -1,0 +1,186 @@
+"""``init``, ``add account``, ``add user``, ``generate creds``, ``generate config``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from trustkit.cli.common import (
+    AccountOpt,
+    ConfigDir,
+    DataDir,
+    JsonFlag,
+    KeystoreDir,
+    OperatorOpt,
+    now,
+    parse_duration_ns,
+    parse_expiry,
+    pick_account,
+    pick_operator,
+    workspace,
+)
+from trustkit.cli.output import emit, fail
+
+Multi = Annotated[list[str] | None, typer.Option()]
+
+
+def init_cmd(
+    name: Annotated[str, typer.Option("--name", "-n", help="Operator name.")],
+    service_url: Annotated[
+        str, typer.Option("--url", "-u", help="Operator service URL.")
+    ] = "nats://localhost:4222",
+    config_dir: ConfigDir = None,
+    data_dir: DataDir = None,
+    keystore_dir: KeystoreDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an operator, its SYS account and user, and an account and user of the same name."""
+    from trustkit.manage import init
+    from trustkit.store import Context, read_context, write_context
+
+    ws = workspace(config_dir, data_dir, keystore_dir)
+    report = init(ws, name, now=now(), service_url=service_url)
+    ctx = read_context(ws.dirs.config_dir)
+    write_context(ws.dirs.config_dir, Context(str(ws.dirs.stores_dir), name, name, ctx.extra))
+    emit(report.to_json(), as_json=as_json, title=f"operator {name}")
+
+
+def add_account_cmd(
+    name: Annotated[str, typer.Option("--name", "-n", help="Account name.")],
+    operator: OperatorOpt = None,
+    signing_key: Annotated[bool, typer.Option("--sk", help="Also create one signing key.")] = False,
+    config_dir: ConfigDir = None,
+    data_dir: DataDir = None,
+    keystore_dir: KeystoreDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add an account signed by the operator."""
+    from trustkit.manage import add_account
+
+    ws = workspace(config_dir, data_dir, keystore_dir)
+    op = pick_operator(ws, operator)
+    emit(add_account(ws, op, name, now=now(), signing_key=signing_key).to_json(), as_json=as_json)
+
+
+def add_user_cmd(
+    name: Annotated[str, typer.Option("--name", "-n", help="User name.")],
+    account: AccountOpt = None,
+    operator: OperatorOpt = None,
+    allow_pub: Annotated[
+        list[str] | None, typer.Option("--allow-pub", help="Subjects the user may publish.")
+    ] = None,
+    allow_sub: Annotated[
+        list[str] | None, typer.Option("--allow-sub", help="Subjects the user may subscribe.")
+    ] = None,
+    allow_pubsub: Annotated[list[str] | None, typer.Option("--allow-pubsub", help="Both.")] = None,
+    deny_pub: Annotated[
+        list[str] | None, typer.Option("--deny-pub", help="Subjects denied for publish.")
+    ] = None,
+    deny_sub: Annotated[
+        list[str] | None, typer.Option("--deny-sub", help="Subjects denied for subscribe.")
+    ] = None,
+    deny_pubsub: Annotated[list[str] | None, typer.Option("--deny-pubsub", help="Both.")] = None,
+    allow_pub_response: Annotated[
+        int | None, typer.Option("--allow-pub-response", help="Allow N responses to received requests.")
+    ] = None,
+    response_ttl: Annotated[
+        str | None, typer.Option("--response-ttl", help="How long responses may be sent.")
+    ] = None,
+    bearer: Annotated[
+        bool, typer.Option("--bearer", help="No nonce signature needed (bearer token).")
+    ] = False,
+    expiry: Annotated[
+        str | None, typer.Option("--expiry", help="0, yyyy-mm-dd, or #s/#m/#h/#d/#w/#M/#y.")
+    ] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tags (lower-cased).")] = None,
+    config_dir: ConfigDir = None,
+    data_dir: DataDir = None,
+    keystore_dir: KeystoreDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add a user issued by the account; its creds file goes to the keystore (0600)."""
+    from trustkit.manage import add_user
+
+    ws = workspace(config_dir, data_dir, keystore_dir)
+    op = pick_operator(ws, operator)
+    acct = pick_account(ws, op, account)
+    t = now()
+    both_allow, both_deny = allow_pubsub or [], deny_pubsub or []
+    report = add_user(
+        ws,
+        op,
+        acct,
+        name,
+        now=t,
+        allow_pub=[*(allow_pub or []), *both_allow],
+        allow_sub=[*(allow_sub or []), *both_allow],
+        deny_pub=[*(deny_pub or []), *both_deny],
+        deny_sub=[*(deny_sub or []), *both_deny],
+        allow_pub_response=allow_pub_response,
+        response_ttl_ns=parse_duration_ns(response_ttl),
+        bearer=bearer,
+        expiry=parse_expiry(expiry, now=t),
+        tags=tag or [],
+    )
+    emit(report.to_json(), as_json=as_json)
+
+
+def generate_creds_cmd(
+    name: Annotated[str, typer.Option("--name", "-n", help="User name.")],
+    output: Annotated[
+        str, typer.Option("--output-file", "-o", help="File to write (0600), or '-' for stdout.")
+    ],
+    account: AccountOpt = None,
+    operator: OperatorOpt = None,
+    config_dir: ConfigDir = None,
+    data_dir: DataDir = None,
+    keystore_dir: KeystoreDir = None,
+) -> None:
+    """Write a user's creds file (its JWT and seed: a secret, written only where you say)."""
+    from trustkit.manage import user_creds
+    from trustkit.store.fsio import atomic_write
+
+    ws = workspace(config_dir, data_dir, keystore_dir)
+    op = pick_operator(ws, operator)
+    data = user_creds(ws, op, pick_account(ws, op, account), name)
+    if output == "-":
+        sys.stdout.write(data.decode())
+    else:
+        atomic_write(Path(output), data, mode=0o600)
+
+
+def generate_config_cmd(
+    mem_resolver: Annotated[
+        bool, typer.Option("--mem-resolver", help="resolver: MEMORY with preloads.")
+    ] = False,
+    nats_resolver: Annotated[bool, typer.Option("--nats-resolver", help="nats-based full resolver.")] = False,
+    nats_resolver_cache: Annotated[
+        bool, typer.Option("--nats-resolver-cache", help="nats-based cache.")
+    ] = False,
+    config_file: Annotated[
+        str | None, typer.Option("--config-file", help="Write here instead of stdout.")
+    ] = None,
+    jwt_dir: Annotated[str, typer.Option("--dir", help="Resolver directory.")] = "./jwt",
+    operator: OperatorOpt = None,
+    config_dir: ConfigDir = None,
+    data_dir: DataDir = None,
+    keystore_dir: KeystoreDir = None,
+) -> None:
+    """nats-server configuration for the operator (the real nats-server starts it unmodified)."""
+    from trustkit.manage import server_config
+    from trustkit.store.fsio import atomic_write
+
+    modes = [
+        m for m, f in (("mem", mem_resolver), ("full", nats_resolver), ("cache", nats_resolver_cache)) if f
+    ]
+    if len(modes) != 1:
+        fail("choose one of --mem-resolver, --nats-resolver, --nats-resolver-cache", 2)
+    ws = workspace(config_dir, data_dir, keystore_dir)
+    text = server_config(ws, pick_operator(ws, operator), modes[0], directory=jwt_dir)
+    if config_file:
+        atomic_write(Path(config_file), text.encode(), mode=0o600)
+    else:
+        sys.stdout.write(text)
