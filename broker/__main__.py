@@ -1,0 +1,50 @@
+"""``trustkit-broker -c FILE [-a HOST] [-p PORT]`` — flags named as nats-server's."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+
+from broker.config import BrokerConfig
+from trustkit.errors import TrustkitError
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="trustkit-broker", description="trustkit's bundled NATS broker")
+    ap.add_argument("-c", "--config", help="nats-server configuration file")
+    ap.add_argument("-a", "--addr", "--net", dest="host", help="bind address (default 0.0.0.0)")
+    ap.add_argument("-p", "--port", type=int, help="client port (default 4222; -1 for random)")
+    args = ap.parse_args(argv)
+    try:
+        cfg = BrokerConfig.from_file(args.config) if args.config else BrokerConfig()
+    except TrustkitError as exc:
+        print(f"trustkit-broker: {exc}", file=sys.stderr)
+        return 1
+    if args.host:
+        cfg.host = args.host
+    if args.port is not None:
+        cfg.port = 0 if args.port == -1 else args.port
+    return asyncio.run(_serve(cfg))
+
+
+async def _serve(cfg: BrokerConfig) -> int:
+    from broker.server import Broker
+
+    broker = Broker(cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
+    await broker.start()
+    mode = "operator mode" if cfg.operator_mode else "no auth"
+    print(f"trustkit-broker listening on {cfg.host}:{cfg.port} ({mode})", file=sys.stderr, flush=True)
+    print("Server is ready", file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await broker.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,515 @@
+"""trustkit-broker: an asyncio NATS-protocol server that judges every connection with trustkit.
+
+One :class:`Conn` per client (an asyncio.Protocol: no stream wrappers on the hot path), one
+:class:`Account` per account (its own subject space: a :class:`~broker.router.Router`). A
+connection is judged once, at CONNECT, by :func:`trustkit.trust.authorize_user`; the resulting
+Grant's compiled permissions are consulted per message, never the JWT. Writes are batched: a
+connection's outbound frames are joined and written once per loop turn.
+
+Behaviour and ``-ERR`` texts mirror nats-server (server/client.go); the conformance tests run the
+same scenarios against both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+from broker import protocol as P
+from broker.config import BrokerConfig
+from broker.router import Router, Subscription
+from trustkit import subject as subjects
+from trustkit.errors import AuthorizationError, TrustkitError
+from trustkit.jwt.account import AccountClaims
+from trustkit.nkeys import KeyPair, PrefixByte
+from trustkit.resolver import MemoryResolver
+from trustkit.trust import Grant, TrustedOperators, authorize_user
+
+__all__ = ["Broker"]
+
+VERSION = "2.10.0-trustkit"
+GLOBAL_ACCOUNT = "$G"
+NO_LIMIT = -1
+
+
+def _min_limit(*values: int) -> int:
+    """nats-server ``minLimit``: -1 is unlimited, every other value (0 too) is a limit."""
+    out = NO_LIMIT
+    for v in values:
+        if v != NO_LIMIT and (out == NO_LIMIT or v < out):
+            out = v
+    return out
+
+
+class Account:
+    """One account's subject space and connections."""
+
+    __slots__ = ("claims", "conns", "key", "router")
+
+    def __init__(self, key: str, claims: AccountClaims | None) -> None:
+        self.key = key
+        self.claims = claims
+        self.router = Router()
+        self.conns: set[Conn] = set()
+
+
+class ConnSub(Subscription):
+    """A client subscription with its auto-unsubscribe counter."""
+
+    __slots__ = ("delivered", "max")
+
+    def __init__(self, subject: str, sid: str, conn: Conn, queue: str | None) -> None:
+        super().__init__(subject, sid, conn, queue)
+        self.max = 0
+        self.delivered = 0
+
+
+class Conn(asyncio.Protocol):
+    """One client connection: protocol state, grant, subscriptions, batched outbound frames."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.cid = broker.next_cid()
+        self.parser = P.Parser(
+            broker.config.max_control_line, broker.config.max_payload, require_connect=True
+        )
+        self.transport: asyncio.Transport | None = None
+        self.out: list[bytes] = []
+        self.flush_scheduled = False
+        self.closed = False
+        self.account: Account | None = None
+        self.grant: Grant | None = None
+        self.subs: dict[str, ConnSub] = {}
+        self.echo = True
+        self.verbose = False
+        self.headers = False
+        self.no_responders = False
+        self.protocol = 0
+        self.first_pong = False
+        self.max_payload = broker.config.max_payload
+        self.max_subs = NO_LIMIT
+        self.nonce = ""
+        self.client_ip = ""
+        self.replies: dict[str, list[float]] = {}  # allowed reply subject -> [count, deadline]
+        self.timers: list[asyncio.TimerHandle] = []
+
+    # --- connection lifecycle -------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0] if peer else ""
+        cfg = self.broker.config
+        info: dict[str, Any] = dict(self.broker.info_base)
+        info["client_id"] = self.cid
+        info["client_ip"] = self.client_ip
+        if cfg.operator_mode:
+            self.nonce = base64.urlsafe_b64encode(secrets.token_bytes(11)).rstrip(b"=").decode()
+            info["nonce"] = self.nonce
+        self.send(P.info(info))
+        loop = asyncio.get_running_loop()
+        self.timers.append(loop.call_later(cfg.auth_timeout, self._auth_timeout))
+
+    def _auth_timeout(self) -> None:
+        if self.account is None and not self.closed:
+            self.error_close("Authentication Timeout")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        for t in self.timers:
+            t.cancel()
+        if self.account is not None:
+            self.account.router.remove_conn(self)
+            self.account.conns.discard(self)
+        self.broker.conns.discard(self)
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            ops = self.parser.feed(data)
+        except P.ProtocolError as e:
+            self._dispatch(e.ops)
+            if e.err_text is not None:
+                self.send(e.frame)
+            self.close()
+            return
+        self._dispatch(ops)
+
+    def _dispatch(self, ops: list[P.Op]) -> None:
+        for op in ops:
+            if self.closed:
+                return
+            t = type(op)
+            if t is P.Pub:
+                self.on_pub(op.subject, op.reply, None, op.payload)  # type: ignore[union-attr]
+            elif t is P.HPub:
+                self.on_pub(op.subject, op.reply, op.headers, op.payload)  # type: ignore[union-attr]
+            elif t is P.Sub:
+                self.on_sub(op)  # type: ignore[arg-type]
+            elif t is P.Unsub:
+                self.on_unsub(op)  # type: ignore[arg-type]
+            elif t is P.Ping:
+                self.on_ping()
+            elif t is P.Pong:
+                pass
+            elif t is P.Connect:
+                self.on_connect(op.opts)  # type: ignore[union-attr]
+
+    # --- output ---------------------------------------------------------------------------
+    def send(self, frame: bytes) -> None:
+        if self.closed:
+            return
+        self.out.append(frame)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.broker.to_flush.append(self)
+            self.broker.schedule_flush()
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        if self.closed or not self.out or self.transport is None:
+            self.out.clear()
+            return
+        data = b"".join(self.out)
+        self.out.clear()
+        self.transport.write(data)
+        if self.transport.get_write_buffer_size() > self.broker.config.max_pending:
+            # slow consumer: nats-server closes without -ERR; everybody else keeps flowing
+            self.broker.slow_consumers += 1
+            self.close()
+
+    def error_close(self, text: str) -> None:
+        self.send(P.err(text))
+        self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        if self.out and self.transport is not None:
+            self.transport.write(b"".join(self.out))
+            self.out.clear()
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # --- operations -----------------------------------------------------------------------
+    def on_connect(self, opts: dict[str, Any]) -> None:
+        if self.account is not None:
+            return  # a second CONNECT changes nothing we track
+        self.verbose = bool(opts.get("verbose", False))
+        self.echo = bool(opts.get("echo", True))
+        self.headers = bool(opts.get("headers", False))
+        self.no_responders = bool(opts.get("no_responders", False))
+        proto = opts.get("protocol", 0)
+        if not isinstance(proto, int) or proto < 0 or proto > 1:
+            self.error_close("invalid client protocol")
+            return
+        self.protocol = proto
+        if self.no_responders and not self.headers:
+            self.error_close("no responders requires headers support")
+            return
+        broker = self.broker
+        if broker.config.operator_mode:
+            jwt_text = opts.get("jwt")
+            if not isinstance(jwt_text, str) or not jwt_text:
+                self.error_close(P.ERR_AUTHORIZATION)
+                return
+            try:
+                grant = authorize_user(
+                    jwt_text,
+                    nonce=self.nonce,
+                    signature=opts.get("sig") or None,
+                    resolver=broker.lookup_account,
+                    operators=broker.operators,
+                    now=int(time.time()),
+                    client_ip=self.client_ip,
+                )
+            except AuthorizationError as exc:
+                broker.log(f"cid:{self.cid} authorization refused: {exc.code}: {exc.message}")
+                self.error_close(P.ERR_AUTHORIZATION)
+                return
+            account = broker.account(grant.account.sub, grant.account)
+            acct_limits = grant.account.limits
+            if acct_limits.conn != NO_LIMIT and len(account.conns) >= acct_limits.conn:
+                self.error_close("maximum account active connections exceeded")
+                return
+            self.grant = grant
+            self.max_payload = _min_limit(
+                grant.limits.payload, acct_limits.payload, broker.config.max_payload
+            )
+            self.max_subs = _min_limit(grant.limits.subs, acct_limits.subs)
+            if grant.expires_at is not None:
+                delay = max(0.0, grant.expires_at - time.time())
+                self.timers.append(asyncio.get_running_loop().call_later(delay, self._expired))
+        else:
+            account = broker.account(GLOBAL_ACCOUNT, None)
+        self.account = account
+        account.conns.add(self)
+        self.parser.max_payload = (
+            self.max_payload if self.max_payload != NO_LIMIT else broker.config.max_payload
+        )
+        if self.verbose:
+            self.send(P.OK_FRAME)
+        if self.max_subs == 0:  # nats-server: at the limit already; tell, then close ~20 ms later
+            self.send(P.err("maximum subscriptions exceeded"))
+            self.timers.append(asyncio.get_running_loop().call_later(0.02, self.close))
+
+    def _expired(self) -> None:
+        if not self.closed:
+            self.error_close("User Authentication Expired")
+
+    def on_ping(self) -> None:
+        self.send(P.PONG_FRAME)
+        if not self.first_pong and self.account is not None:
+            self.first_pong = True
+            if self.protocol >= 1:
+                info = dict(self.broker.info_base)
+                info.update(
+                    client_id=self.cid,
+                    client_ip=self.client_ip,
+                    connect_info=True,
+                    remote_account=self.account.key,
+                    acc_is_sys=self.account.key == self.broker.config.system_account,
+                )
+                self.send(P.info(info))
+
+    def on_sub(self, op: P.Sub) -> None:
+        account = self.account
+        assert account is not None
+        if not subjects.is_valid(op.subject) or (op.queue is not None and not subjects.is_valid(op.queue)):
+            self.send(P.err("Invalid Subject"))
+            return
+        grant = self.grant
+        if grant is not None and not grant.permissions.can_subscribe(op.subject, op.queue):
+            text = f'Permissions Violation for Subscription to "{op.subject}"'
+            if op.queue:
+                text += f' using queue "{op.queue}"'
+            self.send(P.err(text))
+            return
+        if op.sid in self.subs:
+            if self.verbose:
+                self.send(P.OK_FRAME)
+            return
+        if self.max_subs != NO_LIMIT and len(self.subs) >= self.max_subs:
+            self.send(P.err("maximum subscriptions exceeded"))
+            return
+        sub = ConnSub(op.subject, op.sid, self, op.queue)
+        account.router.insert(sub)
+        self.subs[op.sid] = sub
+        if self.verbose:
+            self.send(P.OK_FRAME)
+
+    def on_unsub(self, op: P.Unsub) -> None:
+        sub = self.subs.get(op.sid)
+        if sub is not None:
+            if op.max is not None and op.max > sub.delivered:
+                sub.max = op.max
+            else:
+                self._remove_sub(sub)
+        if self.verbose:
+            self.send(P.OK_FRAME)
+
+    def _remove_sub(self, sub: ConnSub) -> None:
+        self.subs.pop(sub.sid, None)
+        if self.account is not None:
+            self.account.router.remove(sub)
+
+    def on_pub(self, subject: str, reply: str | None, headers: bytes | None, payload: bytes) -> None:
+        account = self.account
+        assert account is not None
+        if self.max_payload != NO_LIMIT and len(payload) + len(headers or b"") > self.max_payload:
+            self.error_close(P.ERR_MAX_PAYLOAD)
+            return
+        grant = self.grant
+        if grant is not None and not self._may_publish(grant, subject):
+            self.send(P.err(f'Permissions Violation for Publish to "{subject}"'))
+            return
+        if grant is not None and reply and not self._may_reply_to(grant, reply):
+            self.send(P.err(f'Permissions Violation for Publish with Reply of "{reply}"'))
+            return
+        if not subjects.is_valid(subject, wildcards=False):
+            if self.verbose:
+                self.send(P.err("Invalid Publish Subject"))
+            return
+        if self.verbose:
+            self.send(P.OK_FRAME)
+        delivered = self.broker.deliver(account, self, subject, reply, headers, payload)
+        if not delivered and reply and self.no_responders:
+            for sub in self.subs.values():
+                if subjects.matches(sub.subject, reply):
+                    hdr_len = 32 + len(subject)
+                    self.send(
+                        f"HMSG {reply} {sub.sid} {hdr_len} {hdr_len}\r\nNATS/1.0 503\r\n"
+                        f"Nats-Subject: {subject}\r\n\r\n\r\n".encode()
+                    )
+                    break
+
+    def _may_publish(self, grant: Grant, subject: str) -> bool:
+        if grant.permissions.can_publish(subject):
+            return True
+        entry = self.replies.get(subject)
+        if entry is None:
+            return False
+        count, deadline = entry
+        if time.monotonic() > deadline:
+            del self.replies[subject]
+            return False
+        entry[0] = count + 1
+        if entry[0] >= (grant.permissions.resp_max or 1):
+            del self.replies[subject]
+        return True
+
+    def _may_reply_to(self, grant: Grant, reply: str) -> bool:
+        # nats-server checks the reply subject against the publish permissions only when the
+        # client has a publish allow list and the reply is not covered (client.go pubAllowed)
+        return True
+
+    def note_reply(self, reply: str) -> None:
+        """A request delivered to this client: allow one or more responses (allow_responses)."""
+        grant = self.grant
+        if grant is None or grant.permissions.resp_max is None:
+            return
+        if grant.permissions.can_publish(reply):
+            return
+        ttl = (grant.permissions.resp_ttl_ns or 0) / 1e9
+        self.replies[reply] = [0, time.monotonic() + ttl]
+
+
+class Broker:
+    """The server: listeners, accounts, connections, and the trust configuration."""
+
+    def __init__(self, config: BrokerConfig, *, log: Callable[[str], None] | None = None) -> None:
+        self.config = config
+        self.log = log or (lambda msg: None)
+        self.server_key = KeyPair.generate(PrefixByte.SERVER)
+        self.accounts: dict[str, Account] = {}
+        self.conns: set[Conn] = set()
+        self._cid = 0
+        self.to_flush: list[Conn] = []
+        self._flush_pending = False
+        self.slow_consumers = 0
+        self.operators: TrustedOperators = TrustedOperators([])
+        self.resolver: MemoryResolver | None = None
+        if config.operator_mode:
+            self.operators = TrustedOperators.from_jwts(config.operator_jwts)
+            self.resolver = MemoryResolver(self.operators)
+            for token in config.preload.values():
+                self.resolver.store(token)
+            if config.resolver_dir is not None and config.resolver_dir.is_dir():
+                for path in sorted(config.resolver_dir.glob("*.jwt")):
+                    try:
+                        self.resolver.store(path.read_text().strip())
+                    except (OSError, TrustkitError) as exc:
+                        self.log(f"skipping {path.name}: {exc}")
+        self.info_base: dict[str, Any] = {
+            "server_id": self.server_key.public_key,
+            "server_name": config.server_name or self.server_key.public_key,
+            "version": VERSION,
+            "proto": 1,
+            "go": "python",
+            "host": config.host,
+            "port": config.port,
+            "headers": True,
+            "auth_required": config.operator_mode or None,
+            "max_payload": config.max_payload,
+        }
+        self.info_base = {k: v for k, v in self.info_base.items() if v is not None}
+        self._server: asyncio.base_events.Server | None = None
+
+    def next_cid(self) -> int:
+        self._cid += 1
+        return self._cid
+
+    def lookup_account(self, key: str) -> AccountClaims | None:
+        return self.resolver(key) if self.resolver is not None else None
+
+    def account(self, key: str, claims: AccountClaims | None) -> Account:
+        acct = self.accounts.get(key)
+        if acct is None:
+            acct = self.accounts[key] = Account(key, claims)
+        elif claims is not None:
+            acct.claims = claims
+        return acct
+
+    # --- message routing ------------------------------------------------------------------
+    def deliver(
+        self,
+        account: Account,
+        sender: Conn,
+        subject: str,
+        reply: str | None,
+        headers: bytes | None,
+        payload: bytes,
+    ) -> bool:
+        result = account.router.match(subject)
+        if not result:
+            return False
+        delivered = False
+        for sub in result.plain:
+            delivered |= self._deliver_one(sub, sender, subject, reply, headers, payload)  # type: ignore[arg-type]
+        for members in result.queues.values():
+            candidates = [m for m in members if not m.conn.closed]
+            if candidates:
+                sub = candidates[secrets.randbelow(len(candidates))]
+                delivered |= self._deliver_one(sub, sender, subject, reply, headers, payload)  # type: ignore[arg-type]
+        return delivered
+
+    def _deliver_one(
+        self,
+        sub: ConnSub,
+        sender: Conn,
+        subject: str,
+        reply: str | None,
+        headers: bytes | None,
+        payload: bytes,
+    ) -> bool:
+        conn: Conn = sub.conn
+        if conn.closed or (conn is sender and not sender.echo):
+            return False
+        if headers is not None and conn.headers:
+            frame = P.hmsg(subject, sub.sid, reply, headers, payload)
+        else:
+            frame = P.msg(subject, sub.sid, reply, payload)
+        conn.send(frame)
+        if reply:
+            conn.note_reply(reply)
+        sub.delivered += 1
+        if sub.max and sub.delivered >= sub.max:
+            conn._remove_sub(sub)
+        return True
+
+    def schedule_flush(self) -> None:
+        if not self._flush_pending:
+            self._flush_pending = True
+            asyncio.get_running_loop().call_soon(self._flush_all)
+
+    def _flush_all(self) -> None:
+        self._flush_pending = False
+        conns, self.to_flush = self.to_flush, []
+        for conn in conns:
+            conn.flush()
+
+    # --- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self._new_conn, self.config.host, self.config.port, reuse_address=True
+        )
+        sock = self._server.sockets[0]
+        self.config.port = sock.getsockname()[1]
+        self.info_base["port"] = self.config.port
+
+    def _new_conn(self) -> Conn:
+        conn = Conn(self)
+        self.conns.add(conn)
+        return conn
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for conn in list(self.conns):
+            conn.close()
