@@ -17,7 +17,10 @@ import base64
 import secrets
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from broker import protocol as P
 from broker.config import BrokerConfig
@@ -27,11 +30,13 @@ from trustkit.errors import AuthorizationError, TrustkitError
 from trustkit.jwt.account import AccountClaims
 from trustkit.nkeys import KeyPair, PrefixByte
 from trustkit.resolver import MemoryResolver
-from trustkit.trust import Grant, TrustedOperators, authorize_user
+from trustkit.store.fsio import atomic_write
+from trustkit.trust import Grant, TrustedOperators, authorize_user, verify_account
 
 __all__ = ["Broker"]
 
 VERSION = "2.10.0-trustkit"
+CLAIMS_UPDATE = "$SYS.REQ.CLAIMS.UPDATE"
 GLOBAL_ACCOUNT = "$G"
 NO_LIMIT = -1
 
@@ -336,7 +341,10 @@ class Conn(asyncio.Protocol):
             return
         if self.verbose:
             self.send(P.OK_FRAME)
-        delivered = self.broker.deliver(account, self, subject, reply, headers, payload)
+        broker = self.broker
+        if account.key == broker.config.system_account and subject.endswith("CLAIMS.UPDATE"):
+            broker.claims_update(subject, reply, payload)
+        delivered = broker.deliver(account, self, subject, reply, headers, payload)
         if not delivered and reply and self.no_responders:
             for sub in self.subs.values():
                 if subjects.matches(sub.subject, reply):
@@ -391,10 +399,13 @@ class Broker:
         self.to_flush: list[Conn] = []
         self._flush_pending = False
         self.slow_consumers = 0
+        self._seq = 0
         self.operators: TrustedOperators = TrustedOperators([])
         self.resolver: MemoryResolver | None = None
         if config.operator_mode:
             self.operators = TrustedOperators.from_jwts(config.operator_jwts)
+            if config.system_account is None and len(self.operators.operators) == 1:
+                config.system_account = self.operators.operators[0].system_account or None
             self.resolver = MemoryResolver(self.operators)
             for token in config.preload.values():
                 self.resolver.store(token)
@@ -438,7 +449,7 @@ class Broker:
     def deliver(
         self,
         account: Account,
-        sender: Conn,
+        sender: Conn | None,
         subject: str,
         reply: str | None,
         headers: bytes | None,
@@ -460,14 +471,14 @@ class Broker:
     def _deliver_one(
         self,
         sub: ConnSub,
-        sender: Conn,
+        sender: Conn | None,
         subject: str,
         reply: str | None,
         headers: bytes | None,
         payload: bytes,
     ) -> bool:
         conn: Conn = sub.conn
-        if conn.closed or (conn is sender and not sender.echo):
+        if conn.closed or (conn is sender and sender is not None and not sender.echo):
             return False
         if headers is not None and conn.headers:
             frame = P.hmsg(subject, sub.sid, reply, headers, payload)
@@ -480,6 +491,84 @@ class Broker:
         if sub.max and sub.delivered >= sub.max:
             conn._remove_sub(sub)
         return True
+
+    # --- the system account's claims requests ($SYS.REQ.CLAIMS.UPDATE) ------------------
+    def claims_update(self, subject: str, reply: str | None, payload: bytes) -> None:
+        """Store and apply a pushed account JWT; answer like nats-server (``respondToUpdate``)."""
+        toks = subject.split(".")
+        if subject == CLAIMS_UPDATE:
+            if self.config.resolver not in ("full", "cache"):
+                return  # nats-server: only the nats-based resolvers listen here
+            expected = None
+        elif len(toks) in (5, 6) and toks[-2:] == ["CLAIMS", "UPDATE"] and toks[-4] == "ACCOUNT":
+            expected = toks[-3]
+        else:
+            return
+        account_key = expected or ""
+        try:
+            if self.resolver is None:
+                raise TrustkitError("no resolver configured")
+            token = payload.decode("utf-8", "replace").strip()
+            claims = verify_account(token, self.operators)
+            account_key = claims.sub
+            if expected is not None and claims.sub != expected:
+                raise TrustkitError(f"subject does not match the account {expected}")
+            if expected is not None and self.config.resolver == "memory" and claims.sub not in self.resolver:
+                self._respond(reply, account_key, "jwt update skipped", None)
+                return
+            self.resolver.store(token)
+            if self.config.resolver_dir is not None:
+                atomic_write(self.config.resolver_dir / f"{claims.sub}.jwt", token.encode(), mode=0o600)
+            self.apply_account_update(claims)
+        except TrustkitError as exc:
+            self._respond(reply, account_key, "jwt update resulted in error", exc.message)
+            return
+        self._respond(reply, account_key, "jwt updated", None)
+
+    def apply_account_update(self, claims: AccountClaims) -> None:
+        """Live effect of a new account JWT: revoked users are disconnected, limits re-applied."""
+        acct = self.accounts.get(claims.sub)
+        if acct is None:
+            return
+        acct.claims = claims
+        conns = sorted(acct.conns, key=lambda c: c.cid)
+        limit = claims.limits.conn
+        for i, conn in enumerate(conns):
+            grant = conn.grant
+            if grant is None:
+                continue
+            if grant.is_revoked_by(claims):
+                conn.error_close("User Authentication Revoked")
+            elif grant.limits.bearer_token and claims.limits.disallow_bearer:
+                conn.error_close(P.ERR_AUTHORIZATION)
+            elif grant.signing_key != claims.sub and grant.signing_key not in claims.signing_keys:
+                conn.error_close(P.ERR_AUTHORIZATION)  # its signing key was removed
+            elif limit != NO_LIMIT and i >= limit:
+                conn.error_close("maximum account active connections exceeded")
+
+    def _respond(self, reply: str | None, account: str, message: str, error: str | None) -> None:
+        if not reply:
+            return
+        self._seq += 1
+        doc: dict[str, Any] = {
+            "server": {
+                "name": self.info_base["server_name"],
+                "host": self.config.host,
+                "id": self.server_key.public_key,
+                "ver": VERSION,
+                "jetstream": False,
+                "flags": 0,
+                "seq": self._seq,
+                "time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+            }
+        }
+        if error is None:
+            doc["data"] = {"account": account, "code": 200, "message": message}
+        else:
+            doc["error"] = {"account": account, "code": 500, "description": f"{message} - {error}"}
+        sys_key = self.config.system_account
+        if sys_key and sys_key in self.accounts:
+            self.deliver(self.accounts[sys_key], None, reply, None, None, orjson.dumps(doc))
 
     def schedule_flush(self) -> None:
         if not self._flush_pending:

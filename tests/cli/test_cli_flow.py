@@ -13,7 +13,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from tests.natsserver import NatsServer
+from tests.servers import SERVER_KINDS, make_server
 
 pytestmark = pytest.mark.real
 
@@ -37,7 +37,8 @@ class Cli:
         return json.loads(self(*args, "--json").stdout)
 
 
-def test_init_config_push_connect_revoke(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_init_config_push_connect_revoke(tmp_path: Path, kind: str) -> None:
     cli = Cli(tmp_path / "home")
     cli("init", "-n", "acme")
     cli(
@@ -60,7 +61,7 @@ def test_init_config_push_connect_revoke(tmp_path: Path) -> None:
     creds = tmp_path / "bob.creds"
     cli("generate", "creds", "-n", "bob", "-o", str(creds))
     assert creds.read_text().startswith("-----BEGIN NATS USER JWT-----\n")
-    with NatsServer(conf.read_text(), tmp_path) as server:
+    with make_server(kind, conf.read_text(), tmp_path / kind) as server:
         rows = cli.json("push", "--all", "-u", server.url, "--servers", "1")
         assert sorted((r["account"], r["code"]) for r in rows) == [("SYS", 200), ("acme", 200)]  # type: ignore[index, union-attr]
 
@@ -118,7 +119,7 @@ def test_init_config_push_connect_revoke(tmp_path: Path) -> None:
     assert any("user authentication revoked" in e.lower() for e in errors), errors
     assert again, "a revoked user must not reconnect"
     print(
-        f"\n`trustkit push` start -> revoked client closed: {elapsed * 1000:.0f} ms (includes CLI start-up)"
+        f"\n[{kind}] `trustkit push` start -> revoked closed: {elapsed * 1000:.0f} ms (incl. CLI start)"
     )
     print("CLI wall times:", {k: f"{v * 1000:.0f} ms" for k, v in cli.times.items()})
 
