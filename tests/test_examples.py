@@ -45,3 +45,23 @@ def test_readme_python_snippet_runs() -> None:
     claims = scope["claims"]
     assert claims.name == "bob"  # type: ignore[attr-defined]
     assert scope["creds"].startswith(b"-----BEGIN NATS USER JWT-----\n")  # type: ignore[attr-defined]
+
+
+@pytest.mark.real
+def test_embedded_example_cli_and_broker(tmp_path: Path) -> None:
+    """The README's main job: CLI store + config, trustkit-broker, refusal, live revocation."""
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "embedded.py"), "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    ).stdout
+    assert "pushed: 2 accounts accepted" in out
+    assert "demo received 'one pizza' on orders.42 from bob" in out
+    assert 'broker refused bob: nats: permissions violation for publish to "payments.42"' in out
+    assert "bob revoked and disconnected live: nats: user authentication revoked" in out
+    for name in ("demo.creds", "bob.creds"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
+        seed = next(line for line in (tmp_path / name).read_text().splitlines() if line.startswith("SU"))
+        assert seed not in out
