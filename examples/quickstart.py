@@ -57,9 +57,9 @@ def build(workdir: Path, now: int) -> dict[str, object]:
     sys_jwt = jwt.AccountClaims(sub=sys_acct.public_key, name="SYS").encode(op, iat=now)
     app_jwt = jwt.AccountClaims(sub=app.public_key, name="APP").encode(op, iat=now)
     alice_jwt = jwt.UserClaims(sub=alice.public_key, name="alice").encode(app, iat=now)
-    bob_jwt = jwt.UserClaims(
-        sub=bob.public_key, name="bob", pub=jwt.Permission(allow=["orders.>"])
-    ).encode(app, iat=now)
+    bob_jwt = jwt.UserClaims(sub=bob.public_key, name="bob", pub=jwt.Permission(allow=["orders.>"])).encode(
+        app, iat=now
+    )
 
     write_secret(workdir / "alice.creds", format_user_creds(alice_jwt, alice.seed))
     write_secret(workdir / "bob.creds", format_user_creds(bob_jwt, bob.seed))
@@ -139,7 +139,11 @@ def main() -> int:
     resolver = MemoryResolver(ops, [world["sys"][1], world["app"][1]])  # type: ignore[index]
     bob_kp, bob_jwt = world["users"]["bob"]  # type: ignore[index]
     grant = authorize_user(
-        bob_jwt, nonce="n0nce", signature=sign_nonce(bob_kp, "n0nce"), resolver=resolver, operators=ops,
+        bob_jwt,
+        nonce="n0nce",
+        signature=sign_nonce(bob_kp, "n0nce"),
+        resolver=resolver,
+        operators=ops,
         now=now,
     )
     print(
