@@ -241,8 +241,11 @@ _WS = re.compile(rb"[ \t]*")
 # takes the general path, which gives the same result for these lines.
 _FAST_PUB = re.compile(rb"PUB ([^ \t\r\n]+) (?:([^ \t\r\n]+) )?([0-9]{1,9})\r\n")
 _FAST_HPUB = re.compile(rb"HPUB ([^ \t\r\n]+) (?:([^ \t\r\n]+) )?([0-9]{1,9}) ([0-9]{1,9})\r\n")
+_FAST_SUB = re.compile(rb"SUB ([^ \t\r\n]+) (?:([^ \t\r\n]+) )?([^ \t\r\n]+)\r\n")
+_FAST_UNSUB = re.compile(rb"UNSUB ([^ \t\r\n]+)(?: ([0-9]{1,9}))?\r\n")
 _PUB_ARGS = re.compile(rb"[^ \t]+")  # client.go processPub / processHeaderPub split on space, tab
 _SUB_ARGS = re.compile(rb"[^ \t\r\n]+")  # client.go splitArg (SUB, UNSUB)
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # client.go ClientOpts: JSON name -> accepted Python type ("perm" = SubjectPermission).
 _CONNECT_FIELDS: dict[str, Any] = {
@@ -269,9 +272,9 @@ _CONNECT_FIELDS: dict[str, Any] = {
     "remote_account": str,
     "proxy_sig": str,
 }
-# Go's encoding/json folds names with ToUpper(ToLower(r)); these non-ASCII runes fold onto ASCII
-# letters of the field names above (KELVIN SIGN, LONG S, dotted and dotless I).
-_GO_FOLD = str.maketrans({"\u212a": "k", "\u017f": "s", "\u0130": "i", "\u0131": "i"})
+# Go's encoding/json matches names like bytes.EqualFold: two non-ASCII runes fold onto ASCII letters
+# of the field names above (KELVIN SIGN ~ k, LONG S ~ s). Checked against nats-server 2.15.1.
+_GO_FOLD = str.maketrans({"\u212a": "k", "\u017f": "s"})
 
 _START, _PAYLOAD, _SKIP = 0, 1, 2
 
@@ -327,12 +330,19 @@ def _perm_ok(v: Any) -> bool:
     return True
 
 
+def _clean(s: str) -> str:
+    """A lone surrogate escape (``"\\ud800"``) becomes U+FFFD, as in Go, so the string encodes."""
+    return s if s.isascii() else _SURROGATE.sub("\ufffd", s)
+
+
 def _to_py(v: Any) -> Any:
-    """Plain dicts and lists again (for an object, the last duplicate name wins)."""
+    """Plain dicts, lists and clean strings again (for an object, the last duplicate name wins)."""
     if isinstance(v, _Obj):
-        return {k: _to_py(x) for k, x in v}
+        return {_clean(k): _to_py(x) for k, x in v}
     if type(v) is list:
         return [_to_py(x) for x in v]
+    if type(v) is str:
+        return _clean(v)
     return v
 
 
@@ -349,7 +359,7 @@ def _connect_opts(arg: bytes) -> dict[str, Any]:
         field = name if name in _CONNECT_FIELDS else _fold(name)
         want = _CONNECT_FIELDS.get(field)
         if want is None:
-            opts[name] = _to_py(value)
+            opts[_clean(name)] = _to_py(value)
             continue
         if value is None:
             continue
@@ -360,7 +370,7 @@ def _connect_opts(arg: bytes) -> dict[str, Any]:
             continue
         if type(value) is not want or (want is int and not -(2**63) <= value < 2**63):
             raise _fail(f"CONNECT: {name!r} must be a JSON {want.__name__}")
-        opts[field] = value
+        opts[field] = _clean(value) if want is str else value
     return opts
 
 
@@ -447,7 +457,7 @@ class Parser:
             raise
         return ops
 
-    # The hot loop: whole reads, one pass, a fast path for canonical PUB and HPUB lines.
+    # The hot loop: whole reads, one pass, fast paths for the canonical spelling of each operation.
     def _feed(self, data: bytes, ops: list[Op]) -> None:
         pos = 0
         state = self._state
@@ -472,6 +482,9 @@ class Parser:
         n = len(buf)
         pub_match = _FAST_PUB.match
         hpub_match = _FAST_HPUB.match
+        sub_match = _FAST_SUB.match
+        unsub_match = _FAST_UNSUB.match
+        startswith = buf.startswith
         append = ops.append
         mcl = self.max_control_line
         maxp = self.max_payload
@@ -527,6 +540,36 @@ class Parser:
                             )
                             pos = stop + 2
                             continue
+                else:
+                    c = buf[pos]
+                    if c == 83:  # S
+                        m = sub_match(buf, pos)
+                        if m is not None and m.end() - pos - 6 <= mcl:
+                            subject, queue, sid = m.groups()
+                            append(
+                                Sub(
+                                    subject.decode("utf-8", "surrogateescape"),
+                                    queue.decode("utf-8", "surrogateescape") if queue is not None else None,
+                                    sid.decode("utf-8", "surrogateescape"),
+                                )
+                            )
+                            pos = m.end()
+                            continue
+                    elif c == 85:  # U
+                        m = unsub_match(buf, pos)
+                        if m is not None and m.end() - pos - 8 <= mcl:
+                            sid, mx = m.groups()
+                            append(Unsub(sid.decode("utf-8", "surrogateescape"), int(mx) if mx else None))
+                            pos = m.end()
+                            continue
+                    elif startswith(b"PING\r\n", pos):
+                        append(_PING)
+                        pos += 6
+                        continue
+                    elif startswith(b"PONG\r\n", pos):
+                        append(_PONG)
+                        pos += 6
+                        continue
             pos = self._one(buf, pos, ops)
             if pos < 0:
                 return
@@ -556,7 +599,7 @@ class Parser:
             if partial:
                 self._buf = head  # at most a few bytes
                 return -1
-            # Point at the failing byte for the log (HMSG included: not a client operation).
+            # The log shows the bytes from the verb on (HMSG included: not a client operation).
             raise _unknown(buf, pos)
         verb, mode = _VERB_BY_KIND[kind]
         i = pos + len(verb)

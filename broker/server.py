@@ -41,6 +41,24 @@ GLOBAL_ACCOUNT = "$G"
 NO_LIMIT = -1
 
 
+def go_quote(s: str) -> str:
+    """Go's ``%q`` (strconv.Quote) as nats-server uses it in permission errors."""
+    out = ['"']
+    for c in s:
+        if c in ('"', "\\"):
+            out.append("\\" + c)
+        elif c.isprintable():
+            out.append(c)
+        elif ord(c) < 0x80:
+            out.append({"\n": "\\n", "\t": "\\t", "\r": "\\r"}.get(c, f"\\x{ord(c):02x}"))
+        elif ord(c) < 0x10000:
+            out.append(f"\\u{ord(c):04x}")
+        else:
+            out.append(f"\\U{ord(c):08x}")
+    out.append('"')
+    return "".join(out)
+
+
 def _min_limit(*values: int) -> int:
     """nats-server ``minLimit``: -1 is unlimited, every other value (0 too) is a limit."""
     out = NO_LIMIT
@@ -204,7 +222,8 @@ class Conn(asyncio.Protocol):
     def on_connect(self, opts: dict[str, Any]) -> None:
         if self.account is not None:
             return  # a second CONNECT changes nothing we track
-        self.verbose = bool(opts.get("verbose", False))
+        # nats-server's defaultOpts: verbose, pedantic and echo are on unless the client says no
+        self.verbose = bool(opts.get("verbose", True))
         self.echo = bool(opts.get("echo", True))
         self.headers = bool(opts.get("headers", False))
         self.no_responders = bool(opts.get("no_responders", False))
@@ -289,9 +308,9 @@ class Conn(asyncio.Protocol):
             return
         grant = self.grant
         if grant is not None and not grant.permissions.can_subscribe(op.subject, op.queue):
-            text = f'Permissions Violation for Subscription to "{op.subject}"'
+            text = f"Permissions Violation for Subscription to {go_quote(op.subject)}"
             if op.queue:
-                text += f' using queue "{op.queue}"'
+                text += f" using queue {go_quote(op.queue)}"
             self.send(P.err(text))
             return
         if op.sid in self.subs:
@@ -330,10 +349,10 @@ class Conn(asyncio.Protocol):
             return
         grant = self.grant
         if grant is not None and not self._may_publish(grant, subject):
-            self.send(P.err(f'Permissions Violation for Publish to "{subject}"'))
+            self.send(P.err(f"Permissions Violation for Publish to {go_quote(subject)}"))
             return
         if grant is not None and reply and not self._may_reply_to(grant, reply):
-            self.send(P.err(f'Permissions Violation for Publish with Reply of "{reply}"'))
+            self.send(P.err(f"Permissions Violation for Publish with Reply of {go_quote(reply)}"))
             return
         if not subjects.is_valid(subject, wildcards=False):
             if self.verbose:

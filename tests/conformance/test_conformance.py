@@ -270,7 +270,7 @@ def test_nats_py_clients_with_creds(server: str, world: World) -> None:
 
             await a.subscribe("svc.echo", queue="workers", cb=handler)
             await a.flush()
-            reply = await b.request("svc.echo", b"hello", timeout=2)
+            reply = await b.request("svc.echo", b"hello", timeout=5)
             sub = await a.subscribe("events.>")
             await a.flush()
             await b.publish("events.x", b"evt", headers={"K": "v"})
@@ -281,3 +281,28 @@ def test_nats_py_clients_with_creds(server: str, world: World) -> None:
             await b.close()
 
     assert asyncio.run(run()) == (b"HELLO", b"evtv")
+
+
+def test_denied_subjects_are_quoted_like_go(server: str, world: World) -> None:
+    lines, closed = _session(
+        server, world.users["denied"], 'PUB secret.a"b\\c 1\r\nx\r\nPUB secret.é 1\r\nx\r\n'.encode()
+    )
+    assert lines == [
+        b'-ERR \'Permissions Violation for Publish to "secret.a\\"b\\\\c"\'',
+        "-ERR 'Permissions Violation for Publish to \"secret.é\"'".encode(),
+    ]
+    assert not closed
+
+
+def test_verbose_is_on_unless_the_client_says_no(server: str, world: World) -> None:
+    raw = Raw(server)
+    try:
+        user = world.users["good"]
+        body = {"jwt": user.token, "sig": sign_nonce(user.key, raw.info["nonce"]), "protocol": 1}
+        raw.sock.sendall(b"CONNECT " + json.dumps(body).encode() + b"\r\n")
+        assert raw.exchange(b"SUB v 1\r\nPUB v 1\r\nx\r\n") == (
+            [b"+OK", b"+OK", b"+OK", b"MSG v 1 1", b"x"],
+            False,
+        )
+    finally:
+        raw.close()
