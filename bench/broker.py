@@ -3,7 +3,7 @@
     .venv/bin/python bench/broker.py [--messages 200000]
 
 Raw-socket pipelined clients (the client must not be the bottleneck). Traffic cannot be
-short-cut: subjects spread over 1,000 names in random order, payloads 16 B – 1 KiB, received
+short-cut: subjects spread over 1,000 names in random order, payloads 16 B - 1 KiB, received
 through a wildcard subscription. Reports msgs/s for 1 → 1 and publish-only (no subscriber),
 for both servers in open mode, and the ratio.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.servers import SERVER_KINDS, make_server  # noqa: E402
+from tests.servers import SERVER_KINDS, make_server
 
 
 def _connect(port: int) -> socket.socket:
