@@ -16,6 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("-c", "--config", help="nats-server configuration file")
     ap.add_argument("-a", "--addr", "--net", dest="host", help="bind address (default 0.0.0.0)")
     ap.add_argument("-p", "--port", type=int, help="client port (default 4222; -1 for random)")
+    ap.add_argument("-m", "--http_port", type=int, help="monitoring port (/healthz, /varz, /connz)")
     args = ap.parse_args(argv)
     try:
         cfg = BrokerConfig.from_file(args.config) if args.config else BrokerConfig()
@@ -26,6 +27,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg.host = args.host
     if args.port is not None:
         cfg.port = 0 if args.port == -1 else args.port
+    if args.http_port is not None:
+        cfg.http_port = 0 if args.http_port == -1 else args.http_port
     return asyncio.run(_serve(cfg))
 
 

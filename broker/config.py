@@ -283,6 +283,7 @@ _KEYS: dict[str, Any] = {
     "max_pending": _set("max_pending", _int),
     "max_connections": _set("max_connections", _int),
     "ping_max": _set("ping_max", _int),
+    "ping_interval": None,  # filled below
 }
 
 
@@ -293,3 +294,16 @@ def _listen(cfg: BrokerConfig, value: Any, base: Path) -> None:
 
 
 _KEYS["listen"] = _listen
+
+
+def _duration_seconds(key: str, value: Any) -> float:
+    """``2m``, ``30s``, ``1h``, ``500ms`` or a number of seconds (nats-server's duration forms)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", str(value).strip())
+    if not m:
+        raise ConfigError(f"{key} must be a duration like 2m or 30s, got {value!r}")
+    return float(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+_KEYS["ping_interval"] = _set("ping_interval", _duration_seconds)

@@ -119,6 +119,12 @@ class Conn(asyncio.Protocol):
         self.client_ip = ""
         self.replies: dict[str, list[float]] = {}  # allowed reply subject -> [count, deadline]
         self.timers: list[asyncio.TimerHandle] = []
+        self.in_msgs = self.in_bytes = self.out_msgs = self.out_bytes = 0
+        self.pings_out = 0
+        self.name = ""
+        self.lang = ""
+        self.version = ""
+        self.started = time.time()
 
     # --- connection lifecycle -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -136,6 +142,20 @@ class Conn(asyncio.Protocol):
         self.send(P.info(info))
         loop = asyncio.get_running_loop()
         self.timers.append(loop.call_later(cfg.auth_timeout, self._auth_timeout))
+        if cfg.ping_interval > 0:
+            self.timers.append(loop.call_later(cfg.ping_interval, self._ping_timer))
+
+    def _ping_timer(self) -> None:
+        """nats-server's ping timer: too many unanswered PINGs mean a stale connection."""
+        if self.closed:
+            return
+        if self.pings_out + 1 > self.broker.config.ping_max:
+            self.error_close("Stale Connection")
+            return
+        self.pings_out += 1
+        self.send(P.PING_FRAME)
+        loop = asyncio.get_running_loop()
+        self.timers.append(loop.call_later(self.broker.config.ping_interval, self._ping_timer))
 
     def _auth_timeout(self) -> None:
         if self.account is None and not self.closed:
@@ -149,6 +169,7 @@ class Conn(asyncio.Protocol):
             self.account.router.remove_conn(self)
             self.account.conns.discard(self)
         self.broker.conns.discard(self)
+        self.broker.closed_stats(self)
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -177,7 +198,7 @@ class Conn(asyncio.Protocol):
             elif t is P.Ping:
                 self.on_ping()
             elif t is P.Pong:
-                pass
+                self.pings_out = 0
             elif t is P.Connect:
                 self.on_connect(op.opts)  # type: ignore[union-attr]
 
@@ -232,6 +253,9 @@ class Conn(asyncio.Protocol):
             self.error_close("invalid client protocol")
             return
         self.protocol = proto
+        self.name = str(opts.get("name") or "")
+        self.lang = str(opts.get("lang") or "")
+        self.version = str(opts.get("version") or "")
         if self.no_responders and not self.headers:
             self.error_close("no responders requires headers support")
             return
@@ -344,7 +368,10 @@ class Conn(asyncio.Protocol):
     def on_pub(self, subject: str, reply: str | None, headers: bytes | None, payload: bytes) -> None:
         account = self.account
         assert account is not None
-        if self.max_payload != NO_LIMIT and len(payload) + len(headers or b"") > self.max_payload:
+        size = len(payload) + (len(headers) if headers is not None else 0)
+        self.in_msgs += 1
+        self.in_bytes += size
+        if self.max_payload != NO_LIMIT and size > self.max_payload:
             self.error_close(P.ERR_MAX_PAYLOAD)
             return
         grant = self.grant
@@ -361,9 +388,10 @@ class Conn(asyncio.Protocol):
         if self.verbose:
             self.send(P.OK_FRAME)
         broker = self.broker
+        handled = False
         if account.key == broker.config.system_account and subject.endswith("CLAIMS.UPDATE"):
-            broker.claims_update(subject, reply, payload)
-        delivered = broker.deliver(account, self, subject, reply, headers, payload)
+            handled = broker.claims_update(subject, reply, payload)
+        delivered = broker.deliver(account, self, subject, reply, headers, payload) or handled
         if not delivered and reply and self.no_responders:
             for sub in self.subs.values():
                 if subjects.matches(sub.subject, reply):
@@ -419,6 +447,10 @@ class Broker:
         self._flush_pending = False
         self.slow_consumers = 0
         self._seq = 0
+        self.started = time.time()
+        self.total_connections = 0
+        self.closed_totals = [0, 0, 0, 0]  # in_msgs, in_bytes, out_msgs, out_bytes of closed conns
+        self._monitor: asyncio.base_events.Server | None = None
         self.operators: TrustedOperators = TrustedOperators([])
         self.resolver: MemoryResolver | None = None
         if config.operator_mode:
@@ -504,6 +536,8 @@ class Broker:
         else:
             frame = P.msg(subject, sub.sid, reply, payload)
         conn.send(frame)
+        conn.out_msgs += 1
+        conn.out_bytes += len(payload) + (len(headers) if headers is not None else 0)
         if reply:
             conn.note_reply(reply)
         sub.delivered += 1
@@ -512,17 +546,17 @@ class Broker:
         return True
 
     # --- the system account's claims requests ($SYS.REQ.CLAIMS.UPDATE) ------------------
-    def claims_update(self, subject: str, reply: str | None, payload: bytes) -> None:
+    def claims_update(self, subject: str, reply: str | None, payload: bytes) -> bool:
         """Store and apply a pushed account JWT; answer like nats-server (``respondToUpdate``)."""
         toks = subject.split(".")
         if subject == CLAIMS_UPDATE:
             if self.config.resolver not in ("full", "cache"):
-                return  # nats-server: only the nats-based resolvers listen here
+                return False  # nats-server: only the nats-based resolvers listen here
             expected = None
         elif len(toks) in (5, 6) and toks[-2:] == ["CLAIMS", "UPDATE"] and toks[-4] == "ACCOUNT":
             expected = toks[-3]
         else:
-            return
+            return False
         account_key = expected or ""
         try:
             if self.resolver is None:
@@ -534,15 +568,16 @@ class Broker:
                 raise TrustkitError(f"subject does not match the account {expected}")
             if expected is not None and self.config.resolver == "memory" and claims.sub not in self.resolver:
                 self._respond(reply, account_key, "jwt update skipped", None)
-                return
+                return True
             self.resolver.store(token)
             if self.config.resolver_dir is not None:
                 atomic_write(self.config.resolver_dir / f"{claims.sub}.jwt", token.encode(), mode=0o600)
             self.apply_account_update(claims)
         except TrustkitError as exc:
             self._respond(reply, account_key, "jwt update resulted in error", exc.message)
-            return
+            return True
         self._respond(reply, account_key, "jwt updated", None)
+        return True
 
     def apply_account_update(self, claims: AccountClaims) -> None:
         """Live effect of a new account JWT: revoked users are disconnected, limits re-applied."""
@@ -609,15 +644,31 @@ class Broker:
         sock = self._server.sockets[0]
         self.config.port = sock.getsockname()[1]
         self.info_base["port"] = self.config.port
+        if self.config.http_port is not None:
+            from broker.monitor import start_monitor
+
+            self._monitor = await start_monitor(self, self.config.host, self.config.http_port)
+            self.config.http_port = self._monitor.sockets[0].getsockname()[1]
 
     def _new_conn(self) -> Conn:
         conn = Conn(self)
         self.conns.add(conn)
+        self.total_connections += 1
         return conn
+
+    def closed_stats(self, conn: Conn) -> None:
+        t = self.closed_totals
+        t[0] += conn.in_msgs
+        t[1] += conn.in_bytes
+        t[2] += conn.out_msgs
+        t[3] += conn.out_bytes
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self._monitor is not None:
+            self._monitor.close()
+            await self._monitor.wait_closed()
         for conn in list(self.conns):
             conn.close()
