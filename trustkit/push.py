@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -100,13 +99,16 @@ async def push_accounts(
 ) -> list[ServerReply]:
     """Send each account JWT to ``$SYS.REQ.CLAIMS.UPDATE``; one reply per server per account.
 
-    Waits up to ``timeout`` seconds per account, or until ``expected_servers`` replies arrived.
-    Raises :class:`PushError` naming the server URL when it cannot connect.
+    All updates are sent at once (each with its own reply subject) and the replies gathered
+    together, so pushing N accounts costs one wait, not N (nsc waits its timeout per account).
+    Gathering stops when every account has ``expected_servers`` replies, or when no reply came
+    for ``timeout`` seconds. Rows follow the order of ``account_jwts``; an account no server
+    answered gets a row with code 0. Raises :class:`PushError` naming the server URL when it
+    cannot connect.
     """
     import nats  # the network edge only
 
-    for token in account_jwts:  # refuse garbage before touching the network
-        decode(token, AccountClaims)
+    accounts = [decode(token, AccountClaims).sub for token in account_jwts]  # refuse garbage first
     seed = user_key.seed.encode()
 
     def sign(nonce: str) -> bytes:
@@ -135,36 +137,44 @@ async def push_accounts(
     except Exception as exc:  # nats-py raises many kinds; report them as one error
         reason = str(exc) or (seen[-1] if seen else type(exc).__name__)
         raise PushError(f"cannot connect to {url}: {reason}") from None
-    results: list[ServerReply] = []
+    replies: list[list[bytes]] = [[] for _ in accounts]
+    waiting = set(range(len(accounts)))
+    arrived = asyncio.Event()
+
+    async def on_msg(msg: Any) -> None:
+        if not msg.data:
+            return  # a status message (e.g. a 503 "no responders"), not a server's answer
+        try:
+            index = int(msg.subject.rsplit(".", 1)[1])
+            got = replies[index]
+        except (ValueError, IndexError):
+            return  # not a reply to one of our updates
+        if expected_servers is None or len(got) < expected_servers:
+            got.append(msg.data)
+        if expected_servers is not None and len(got) >= expected_servers:
+            waiting.discard(index)
+        arrived.set()
+
     try:
-        for token in account_jwts:
-            account = decode(token, AccountClaims).sub
-            inbox = nc.new_inbox()
-            queue: asyncio.Queue[bytes] = asyncio.Queue()
-
-            async def on_msg(msg: Any, q: asyncio.Queue[bytes] = queue) -> None:
-                await q.put(msg.data)
-
-            sub = await nc.subscribe(inbox, cb=on_msg)
-            await nc.publish(UPDATE_SUBJECT, token.encode(), reply=inbox)
-            await nc.flush()
-            deadline = time.monotonic() + timeout
-            got = 0
-            while expected_servers is None or got < expected_servers:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                try:
-                    data = await asyncio.wait_for(queue.get(), left)
-                except TimeoutError:
-                    break
-                results.append(_parse_reply(account, data))
-                got += 1
-            await sub.unsubscribe()
-            if got == 0:
-                results.append(ServerReply(account, "-", "-", 0, f"no server answered within {timeout}s"))
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox + ".*", cb=on_msg)
+        for i, token in enumerate(account_jwts):
+            await nc.publish(UPDATE_SUBJECT, token.encode(), reply=f"{inbox}.{i}")
+        await nc.flush()
+        while expected_servers is None or waiting:
+            arrived.clear()
+            try:
+                await asyncio.wait_for(arrived.wait(), timeout)
+            except TimeoutError:
+                break
+        await sub.unsubscribe()
     finally:
         await nc.close()
+    results: list[ServerReply] = []
+    for account, got in zip(accounts, replies, strict=True):
+        results.extend(_parse_reply(account, data) for data in got)
+        if not got:
+            results.append(ServerReply(account, "-", "-", 0, f"no server answered within {timeout}s"))
     return results
 
 

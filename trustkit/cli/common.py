@@ -7,8 +7,6 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from trustkit.errors import StoreError
-
 if TYPE_CHECKING:
     from trustkit.manage import Workspace
 
@@ -30,31 +28,12 @@ def workspace(config_dir: str | None, data_dir: str | None, keystore_dir: str | 
 
 def pick_operator(ws: Workspace, operator: str | None) -> str:
     """Explicit ``--operator``, else the context's, else the only operator in the stores dir."""
-    from trustkit.store import list_operators, read_context
-
-    if operator:
-        return operator
-    ctx = read_context(ws.dirs.config_dir)
-    if ctx.operator:
-        return ctx.operator
-    ops = list_operators(ws.dirs.stores_dir)
-    if len(ops) == 1:
-        return ops[0]
-    raise StoreError(f"choose an operator with --operator (found {len(ops)} in {ws.dirs.stores_dir})")
+    return ws.default_operator(operator)
 
 
 def pick_account(ws: Workspace, operator: str, account: str | None) -> str:
-    from trustkit.store import read_context
-
-    if account:
-        return account
-    ctx = read_context(ws.dirs.config_dir)
-    if ctx.account and ctx.operator == operator:
-        return ctx.account
-    accounts = [a for a in ws.open(operator).list_accounts() if a != "SYS"]
-    if len(accounts) == 1:
-        return accounts[0]
-    raise StoreError(f"choose an account with --account (operator {operator!r} has {len(accounts)})")
+    """Explicit ``--account``, else the context's, else the operator's only account besides SYS."""
+    return ws.default_account(operator, account)
 
 
 def now() -> int:
@@ -91,3 +70,29 @@ def parse_duration_ns(text: str | None) -> int:
         if text.endswith(suffix) and text[: -len(suffix)].replace(".", "", 1).isdigit():
             return int(float(text[: -len(suffix)]) * mult)
     raise typer.BadParameter(f"{text!r} is not a duration like 500ms, 1s or 2m")
+
+
+def parse_duration_s(text: str) -> int:
+    """``--within``: ``#s/#m/#h/#d/#w/#M/#y`` (``M`` = 30 days, as nsc) or seconds → seconds."""
+    if text.isdigit():
+        return int(text)
+    if len(text) > 1 and text[-1] in _UNITS and text[:-1].isdigit():
+        return int(text[:-1]) * _UNITS[text[-1]]
+    raise typer.BadParameter(f"{text!r} is not a duration like 1M, 2w, 3d or 12h")
+
+
+_SIZES = {"": 1, "B": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
+
+
+def parse_size(text: str | None) -> int | None:
+    """Limits as nsc reads them (``ParseNumber``): ``-1`` (unlimited), ``1000``, or a number with
+    a decimal unit ``B/K/M/G/T`` (``512M`` = 512000000); any negative number means -1."""
+    if text is None:
+        return None
+    t = text.strip().upper()
+    unit = t[-1] if t and t[-1] in _SIZES else ""
+    digits = t[: len(t) - len(unit)]
+    if not digits.lstrip("-").isdigit() or digits.count("-") > 1:
+        raise typer.BadParameter(f"{text!r} is not a number like -1, 1000, 64K, 512M or 1G")
+    value = int(digits)
+    return -1 if value < 0 else value * _SIZES[unit]

@@ -96,12 +96,23 @@ def add_user_cmd(
         str | None, typer.Option("--expiry", help="0, yyyy-mm-dd, or #s/#m/#h/#d/#w/#M/#y.")
     ] = None,
     tag: Annotated[list[str] | None, typer.Option("--tag", help="Tags (lower-cased).")] = None,
+    signing_key: Annotated[
+        str | None,
+        typer.Option(
+            "--private-key",
+            "-K",
+            help="Sign with this account signing key: the role of a scoped key, or a public key.",
+        ),
+    ] = None,
     config_dir: ConfigDir = None,
     data_dir: DataDir = None,
     keystore_dir: KeystoreDir = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Add a user issued by the account; its creds file goes to the keystore (0600)."""
+    """Add a user issued by the account or a signing key (-K); its creds go to the keystore.
+
+    A user signed by a scoped key (-K <role>) carries no permissions: the server applies the
+    scope's template. The creds file is written 0600."""
     from trustkit.manage import add_user
 
     ws = workspace(config_dir, data_dir, keystore_dir)
@@ -124,6 +135,7 @@ def add_user_cmd(
         bearer=bearer,
         expiry=parse_expiry(expiry, now=t),
         tags=tag or [],
+        signing_key=signing_key,
     )
     emit(report.to_json(), as_json=as_json)
 

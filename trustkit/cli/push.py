@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Annotated
 
 import typer
@@ -27,7 +26,7 @@ def push_cmd(
     account: AccountOpt = None,
     url: Annotated[str | None, typer.Option("--account-jwt-server-url", "-u", help="nats:// URL.")] = None,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds to wait for replies per account.")
+        float, typer.Option("--timeout", help="Stop waiting for replies after this many seconds without one.")
     ] = 1.0,
     servers: Annotated[
         int | None, typer.Option("--servers", help="Stop waiting once this many servers answered.")
@@ -39,7 +38,10 @@ def push_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Push account JWTs to servers with a nats-based resolver; one row per server that answered."""
-    from trustkit.push import push_accounts, temporary_push_user
+    import asyncio
+
+    from trustkit.manage import push_user
+    from trustkit.push import push_accounts
 
     ws = workspace(config_dir, data_dir, keystore_dir)
     op = pick_operator(ws, operator)
@@ -49,20 +51,7 @@ def push_cmd(
     if not target:
         fail("no server URL: pass -u nats://host:port or set the operator's service URL", 2)
     names = store.list_accounts() if all_accounts else [pick_account(ws, op, account)]
-    sys_name = store.find_account(op_claims.system_account) if op_claims.system_account else None
-    if sys_name is None:
-        fail(f"operator {op!r} has no system account in the store: cannot push", 3)
-    sys_claims = store.account_claims(sys_name)
-    signer = None
-    for key, scope in sorted(sys_claims.signing_keys.items()):
-        if scope is None and (kp := ws.keystore.get_key(key)) is not None:
-            signer = kp
-            break
-    if signer is None and not op_claims.strict_signing_key_usage:
-        signer = ws.keystore.get_key(sys_claims.sub)
-    if signer is None:
-        fail("no unscoped system-account key in the keystore to mint the push user", 3)
-    user_jwt, user_key = temporary_push_user(sys_claims.sub, signer, now=now())
+    user_jwt, user_key = push_user(ws, op, now=now())
     tokens = [store.read_account_jwt(n) for n in names]
     rows = asyncio.run(
         push_accounts(
@@ -107,5 +96,47 @@ def revocations_add_user_cmd(
     t = now()
     report = revoke_user(
         ws, op, pick_account(ws, op, account), user=name, public_key=public_key, at=at or t, now=t
+    )
+    emit(report.to_json(), as_json=as_json)
+
+
+def revocations_list_users_cmd(
+    account: AccountOpt = None,
+    operator: OperatorOpt = None,
+    config_dir: ConfigDir = None,
+    data_dir: DataDir = None,
+    keystore_dir: KeystoreDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The account's user revocations: users issued at or before revoked_at are refused."""
+    from trustkit.inventory import list_revocations
+
+    ws = workspace(config_dir, data_dir, keystore_dir)
+    op = pick_operator(ws, operator)
+    acct = pick_account(ws, op, account)
+    emit(
+        [r.to_json() for r in list_revocations(ws, op, acct)], as_json=as_json, title=f"revocations of {acct}"
+    )
+
+
+def revocations_delete_user_cmd(
+    name: Annotated[str | None, typer.Option("--name", "-n", help="User name.")] = None,
+    public_key: Annotated[str | None, typer.Option("--user-public-key", "-u", help="U… key or '*'.")] = None,
+    account: AccountOpt = None,
+    operator: OperatorOpt = None,
+    config_dir: ConfigDir = None,
+    data_dir: DataDir = None,
+    keystore_dir: KeystoreDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Remove a user's revocation from its account JWT (then ``trustkit push`` applies it)."""
+    from trustkit.manage import delete_revocation
+
+    if (name is None) == (public_key is None):
+        fail("name exactly one of --name or --user-public-key", 2)
+    ws = workspace(config_dir, data_dir, keystore_dir)
+    op = pick_operator(ws, operator)
+    report = delete_revocation(
+        ws, op, pick_account(ws, op, account), user=name, public_key=public_key, now=now()
     )
     emit(report.to_json(), as_json=as_json)
