@@ -1,1 +1,5 @@
-"""trustkit-callout: the auth-callout service (issue #6; not implemented yet, see docs/status.md)."""
+"""trustkit-callout: the auth-callout service.
+
+Identities from LDAP (later OIDC and device keys), a pure default-deny policy, and the
+$SYS.REQ.USER.AUTH responder. See docs/status.md for what exists.
+"""
