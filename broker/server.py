@@ -59,6 +59,16 @@ def go_quote(s: str) -> str:
     return "".join(out)
 
 
+def _reserved_reply(reply: str) -> bool:
+    """nats-server ``isReservedReply``: clients may not use service-import (``_R_.``), JetStream
+    ack (``$JS.ACK.``) or gateway (``_GR_.``) replies; the prefix must be followed by more."""
+    return (
+        (len(reply) > 3 and reply.startswith("_R_."))
+        or (len(reply) > 8 and reply.startswith("$JS.ACK."))
+        or (len(reply) > 5 and reply.startswith("_GR_."))
+    )
+
+
 def _min_limit(*values: int) -> int:
     """nats-server ``minLimit``: -1 is unlimited, every other value (0 too) is a limit."""
     out = NO_LIMIT
@@ -378,7 +388,7 @@ class Conn(asyncio.Protocol):
         if grant is not None and not self._may_publish(grant, subject):
             self.send(P.err(f"Permissions Violation for Publish to {go_quote(subject)}"))
             return
-        if grant is not None and reply and not self._may_reply_to(grant, reply):
+        if reply and _reserved_reply(reply):
             self.send(P.err(f"Permissions Violation for Publish with Reply of {go_quote(reply)}"))
             return
         if not subjects.is_valid(subject, wildcards=False):
@@ -415,11 +425,6 @@ class Conn(asyncio.Protocol):
         entry[0] = count + 1
         if entry[0] >= (grant.permissions.resp_max or 1):
             del self.replies[subject]
-        return True
-
-    def _may_reply_to(self, grant: Grant, reply: str) -> bool:
-        # nats-server checks the reply subject against the publish permissions only when the
-        # client has a publish allow list and the reply is not covered (client.go pubAllowed)
         return True
 
     def note_reply(self, reply: str) -> None:

@@ -306,3 +306,14 @@ def test_verbose_is_on_unless_the_client_says_no(server: str, world: World) -> N
         )
     finally:
         raw.close()
+
+
+def test_reserved_reply_subjects_are_refused(server: str, world: World) -> None:
+    lines, closed = _session(
+        server, world.users["good"], b"PUB a _R_.x 1\r\nx\r\nPUB a $JS.ACK.s.c 1\r\nx\r\n"
+    )
+    assert lines == [
+        b"-ERR 'Permissions Violation for Publish with Reply of \"_R_.x\"'",
+        b"-ERR 'Permissions Violation for Publish with Reply of \"$JS.ACK.s.c\"'",
+    ]
+    assert not closed
