@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import socket
 import subprocess
@@ -30,18 +29,9 @@ from trustkit import jwt
 from trustkit.creds import format_user_creds
 from trustkit.nkeys import KeyPair, PrefixByte
 from trustkit.resolver import MemoryResolver
+from trustkit.serverconfig import mem_resolver_config
+from trustkit.store.fsio import atomic_write
 from trustkit.trust import TrustedOperators, authorize_user, sign_nonce
-
-
-def write_secret(path: Path, data: bytes) -> None:
-    """Write a secret file: created 0600, fsynced, renamed into place."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def build(workdir: Path, now: int) -> dict[str, object]:
@@ -61,24 +51,15 @@ def build(workdir: Path, now: int) -> dict[str, object]:
         app, iat=now
     )
 
-    write_secret(workdir / "alice.creds", format_user_creds(alice_jwt, alice.seed))
-    write_secret(workdir / "bob.creds", format_user_creds(bob_jwt, bob.seed))
+    # the store's writer: created 0600, fsynced, renamed into place
+    atomic_write(workdir / "alice.creds", format_user_creds(alice_jwt, alice.seed), mode=0o600)
+    atomic_write(workdir / "bob.creds", format_user_creds(bob_jwt, bob.seed), mode=0o600)
     return {
         "op_jwt": op_jwt,
         "sys": (sys_acct.public_key, sys_jwt),
         "app": (app.public_key, app_jwt),
         "users": {"alice": (alice, alice_jwt), "bob": (bob, bob_jwt)},
     }
-
-
-def server_config(world: dict[str, object], port: int) -> str:
-    sys_key, sys_jwt = world["sys"]  # type: ignore[misc]
-    app_key, app_jwt = world["app"]  # type: ignore[misc]
-    return (
-        f"host: 127.0.0.1\nport: {port}\n"
-        f"operator: {world['op_jwt']}\nsystem_account: {sys_key}\nresolver: MEMORY\n"
-        f"resolver_preload: {{\n  {sys_key}: {sys_jwt}\n  {app_key}: {app_jwt}\n}}\n"
-    )
 
 
 def free_port() -> int:
@@ -158,7 +139,8 @@ def main() -> int:
         return 0
     port = free_port()
     conf = workdir / "server.conf"
-    conf.write_text(server_config(world, port))
+    sys_jwt, app_jwt = world["sys"][1], world["app"][1]  # type: ignore[index]
+    conf.write_text(mem_resolver_config(world["op_jwt"], [sys_jwt, app_jwt], host="127.0.0.1", port=port))  # type: ignore[arg-type]
     proc = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 10

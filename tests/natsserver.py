@@ -86,13 +86,3 @@ class NatsServer(ServerProcess):
 
     def command(self) -> list[str]:
         return [self.binary, "-c", str(self.conf)]
-
-
-def memory_resolver_config(operator_jwt: str, system_account: str, accounts: dict[str, str]) -> str:
-    """nats-server config for operator mode with ``resolver: MEMORY`` and preloaded accounts."""
-    lines = [f"operator: {operator_jwt}", f"system_account: {system_account}", "resolver: MEMORY"]
-    lines.append("resolver_preload: {")
-    for key in sorted(accounts):
-        lines.append(f"  {key}: {accounts[key]}")
-    lines.append("}")
-    return "\n".join(lines)

@@ -16,12 +16,13 @@ from pathlib import Path
 import nats
 import pytest
 
-from tests.natsserver import NatsServer, memory_resolver_config
+from tests.natsserver import NatsServer
 from trustkit import jwt
 from trustkit.creds import format_user_creds
 from trustkit.errors import AuthorizationError
 from trustkit.nkeys import KeyPair, PrefixByte
 from trustkit.resolver import MemoryResolver
+from trustkit.serverconfig import mem_resolver_config
 from trustkit.trust import TrustedOperators, authorize_user, sign_nonce
 
 pytestmark = pytest.mark.real
@@ -103,9 +104,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         path.chmod(0o600)
         creds[name] = path
 
-    config = memory_resolver_config(
-        op_jwt, sys_acct.public_key, {sys_acct.public_key: sys_jwt, acct.public_key: acct_jwt}
-    )
+    config = mem_resolver_config(op_jwt, [sys_jwt, acct_jwt])
     operators = TrustedOperators.from_jwts([op_jwt])
     resolver = MemoryResolver(operators, [sys_jwt, acct_jwt])
     with NatsServer(config, tmp) as server:
