@@ -287,6 +287,26 @@ def resolve_signing_key(claims: AccountClaims, ref: str) -> str:
     )
 
 
+def permission_limits(
+    allow_pub: Sequence[str],
+    allow_sub: Sequence[str],
+    deny_pub: Sequence[str],
+    deny_sub: Sequence[str],
+    allow_pub_response: int | None,
+    response_ttl_ns: int,
+    bearer: bool,
+) -> UserPermissionLimits:
+    """The permission part of ``add user`` and of a scoped key's template (nsc's flags)."""
+    return UserPermissionLimits(
+        pub=Permission(allow=list(allow_pub), deny=list(deny_pub)),
+        sub=Permission(allow=list(allow_sub), deny=list(deny_sub)),
+        resp=None
+        if allow_pub_response is None
+        else ResponsePermission(max=allow_pub_response, ttl=response_ttl_ns),
+        bearer_token=bearer,
+    )
+
+
 def add_user(
     ws: Workspace,
     operator: str,
@@ -318,13 +338,8 @@ def add_user(
     key = acct.sub if signing_key is None else resolve_signing_key(acct, signing_key)
     signer = ws.key(key, f"account {account!r} signing" if key != acct.sub else f"account {account!r}")
     scope = acct.signing_keys.get(key) if key != acct.sub else None
-    perms = UserPermissionLimits(
-        pub=Permission(allow=list(allow_pub), deny=list(deny_pub)),
-        sub=Permission(allow=list(allow_sub), deny=list(deny_sub)),
-        resp=None
-        if allow_pub_response is None
-        else ResponsePermission(max=allow_pub_response, ttl=response_ttl_ns),
-        bearer_token=bearer,
+    perms = permission_limits(
+        allow_pub, allow_sub, deny_pub, deny_sub, allow_pub_response, response_ttl_ns, bearer
     )
     if scope is not None and (not perms.pub.empty() or not perms.sub.empty() or perms.resp or bearer):
         raise StoreError(
@@ -531,13 +546,8 @@ def add_signing_key(
             code="store_exists",
         )
     kp = KeyPair.generate(PrefixByte.ACCOUNT)
-    template = UserPermissionLimits(
-        pub=Permission(allow=list(allow_pub), deny=list(deny_pub)),
-        sub=Permission(allow=list(allow_sub), deny=list(deny_sub)),
-        resp=None
-        if allow_pub_response is None
-        else ResponsePermission(max=allow_pub_response, ttl=response_ttl_ns),
-        bearer_token=bearer,
+    template = permission_limits(
+        allow_pub, allow_sub, deny_pub, deny_sub, allow_pub_response, response_ttl_ns, bearer
     )
     scope = UserScope(role=role, template=template, description=description)
     claims.add_signing_key(kp.public_key, scope)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -96,3 +96,28 @@ def parse_size(text: str | None) -> int | None:
         raise typer.BadParameter(f"{text!r} is not a number like -1, 1000, 64K, 512M or 1G")
     value = int(digits)
     return -1 if value < 0 else value * _SIZES[unit]
+
+
+def permission_args(
+    allow_pub: list[str] | None,
+    allow_sub: list[str] | None,
+    allow_pubsub: list[str] | None,
+    deny_pub: list[str] | None,
+    deny_sub: list[str] | None,
+    deny_pubsub: list[str] | None,
+    allow_pub_response: int | None,
+    response_ttl: str | None,
+    bearer: bool,
+) -> dict[str, Any]:
+    """nsc's permission flags (``--allow-pubsub`` counts for both directions) as library keywords
+    for :func:`trustkit.manage.add_user` and :func:`trustkit.manage.add_signing_key`."""
+    both_allow, both_deny = allow_pubsub or [], deny_pubsub or []
+    return {
+        "allow_pub": [*(allow_pub or []), *both_allow],
+        "allow_sub": [*(allow_sub or []), *both_allow],
+        "deny_pub": [*(deny_pub or []), *both_deny],
+        "deny_sub": [*(deny_sub or []), *both_deny],
+        "allow_pub_response": allow_pub_response,
+        "response_ttl_ns": parse_duration_ns(response_ttl),
+        "bearer": bearer,
+    }

@@ -14,8 +14,8 @@ from trustkit.cli.common import (
     KeystoreDir,
     OperatorOpt,
     now,
-    parse_duration_ns,
     parse_size,
+    permission_args,
     pick_account,
     pick_operator,
     workspace,
@@ -145,20 +145,23 @@ def add_signing_key_cmd(
 
     ws = workspace(config_dir, data_dir, keystore_dir)
     op = pick_operator(ws, operator)
-    both_allow, both_deny = allow_pubsub or [], deny_pubsub or []
     report = add_signing_key(
         ws,
         op,
         pick_account(ws, op, account),
         role=role,
         now=now(),
-        allow_pub=[*(allow_pub or []), *both_allow],
-        allow_sub=[*(allow_sub or []), *both_allow],
-        deny_pub=[*(deny_pub or []), *both_deny],
-        deny_sub=[*(deny_sub or []), *both_deny],
-        allow_pub_response=allow_pub_response,
-        response_ttl_ns=parse_duration_ns(response_ttl),
-        bearer=bearer,
+        **permission_args(
+            allow_pub,
+            allow_sub,
+            allow_pubsub,
+            deny_pub,
+            deny_sub,
+            deny_pubsub,
+            allow_pub_response,
+            response_ttl,
+            bearer,
+        ),
         description=description,
     )
     emit(report.to_json(), as_json=as_json)

@@ -16,8 +16,8 @@ from trustkit.cli.common import (
     KeystoreDir,
     OperatorOpt,
     now,
-    parse_duration_ns,
     parse_expiry,
+    permission_args,
     pick_account,
     pick_operator,
     workspace,
@@ -119,20 +119,23 @@ def add_user_cmd(
     op = pick_operator(ws, operator)
     acct = pick_account(ws, op, account)
     t = now()
-    both_allow, both_deny = allow_pubsub or [], deny_pubsub or []
     report = add_user(
         ws,
         op,
         acct,
         name,
         now=t,
-        allow_pub=[*(allow_pub or []), *both_allow],
-        allow_sub=[*(allow_sub or []), *both_allow],
-        deny_pub=[*(deny_pub or []), *both_deny],
-        deny_sub=[*(deny_sub or []), *both_deny],
-        allow_pub_response=allow_pub_response,
-        response_ttl_ns=parse_duration_ns(response_ttl),
-        bearer=bearer,
+        **permission_args(
+            allow_pub,
+            allow_sub,
+            allow_pubsub,
+            deny_pub,
+            deny_sub,
+            deny_pubsub,
+            allow_pub_response,
+            response_ttl,
+            bearer,
+        ),
         expiry=parse_expiry(expiry, now=t),
         tags=tag or [],
         signing_key=signing_key,
