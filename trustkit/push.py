@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,8 +176,3 @@ async def push_accounts(
         if not got:
             results.append(ServerReply(account, "-", "-", 0, f"no server answered within {timeout}s"))
     return results
-
-
-def accounts_from(tokens: Iterable[str]) -> list[AccountClaims]:
-    """Verified account claims of ``tokens`` (helper for reports)."""
-    return [decode(t, AccountClaims) for t in tokens]

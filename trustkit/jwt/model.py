@@ -15,8 +15,8 @@ written back after the known ones, so unknown fields survive a decode/encode rou
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from dataclasses import field, fields
+from collections.abc import Callable
+from dataclasses import field
 from typing import Any, ClassVar, TypeVar
 
 from trustkit.errors import MalformedTokenError
@@ -401,10 +401,6 @@ class Model:
             elif value not in (None, "", 0, False) and value != [] and value != {}:
                 return False
         return not self.extra
-
-    def _iter_fields(self) -> Iterator[str]:  # pragma: no cover - debugging aid
-        for f in fields(self):  # type: ignore[arg-type]
-            yield f.name
 
 
 def extra_field() -> Any:
