@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,7 @@ class ServerID(Model):
     cluster: str = ""
     tags: list[str] = field(default_factory=list)
     xkey: str = ""
-    extra: dict[str, Any] = extra_field()
+    extra: Mapping[str, Any] = extra_field()
 
     JSON_FIELDS = (
         Field("name", S, omitempty=False),
@@ -59,7 +60,7 @@ class ClientInformation(Model):
     type: str = ""
     mqtt_id: str = ""
     nonce: str = ""
-    extra: dict[str, Any] = extra_field()
+    extra: Mapping[str, Any] = extra_field()
 
     JSON_FIELDS = (
         Field("host", S),
@@ -89,7 +90,7 @@ class ConnectOptions(Model):
     lang: str = ""
     version: str = ""
     protocol: int = 0
-    extra: dict[str, Any] = extra_field()
+    extra: Mapping[str, Any] = extra_field()
 
     JSON_FIELDS = (
         Field("jwt", S),
@@ -125,7 +126,7 @@ class ClientTLS(Model):
     certs: list[str] = field(default_factory=list)
     verified_chains: list[list[str]] = field(default_factory=list)
     server_name: str = ""
-    extra: dict[str, Any] = extra_field()
+    extra: Mapping[str, Any] = extra_field()
 
     JSON_FIELDS = (
         Field("version", S),

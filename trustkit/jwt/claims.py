@@ -7,18 +7,16 @@ the key kinds allowed to sign it, and lists its ``nats`` fields in Go order (``N
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from trustkit import nkeys
 from trustkit.errors import EncodeError
 from trustkit.jwt.codec import HEADER_B64, b64url_encode, go_json, jti_of, normalize_floats
-from trustkit.jwt.model import Field, I, S, compile_source, fail, field_source
+from trustkit.jwt.model import NO_EXTRA, Field, I, S, compile_source, construct_source, fail, field_source
+from trustkit.jwt.validation import ValidationResults
 from trustkit.nkeys import KeyPair, PrefixByte
-
-if TYPE_CHECKING:
-    from trustkit.jwt.validation import ValidationResults
 
 __all__ = ["CLAIM_CLASSES", "LIB_VERSION", "Claims"]
 
@@ -47,21 +45,22 @@ def _compile_from_payload(cls: type[Claims]) -> Any:
         "    nats = payload.get('nats')",
         "    if nats is None: nats = {}",
         "    elif nats.__class__ is not dict: raise fail('nats', 'an object')",
+        "    else: seen += 1",
+        "    std_seen = seen",
+        "    seen = ('tags' in nats) + ('type' in nats) + ('version' in nats)",
     ]
-    extra_fields = [f"{f.attr}=s{i}" for i, f in enumerate(_STD_FIELDS)]
+    assigned = {f.attr: f"s{i}" for i, f in enumerate(_STD_FIELDS)}
     if cls.NATS_FIELDS:
         body += field_source(cls.NATS_FIELDS, "nats", "n", env)
-        extra_fields += [f"{f.attr}=n{i}" for i, f in enumerate(cls.NATS_FIELDS)]
+        assigned.update((f.attr, f"n{i}") for i, f in enumerate(cls.NATS_FIELDS))
+    assigned["tags"] = "tags_load('tags', nats.get('tags'))"
+    body += ["    " + line for line in construct_source(cls, assigned, "obj", env)]
     body += [
-        f"    obj = cls({', '.join(extra_fields)}, tags=tags_load('tags', nats.get('tags')))",
-        "    for k in payload:",
-        "        if k not in STD_KEYS:",
-        "            obj.extra = {k: v for k, v in payload.items() if k not in STD_KEYS}",
-        "            break",
-        "    for k in nats:",
-        "        if k not in NATS_KNOWN:",
-        "            obj.nats_extra = {k: v for k, v in nats.items() if k not in NATS_KNOWN}",
-        "            break",
+        # a key counted in seen is known: more keys than that means unknown ones to keep
+        "    if len(payload) > std_seen:",
+        "        obj.extra = {k: v for k, v in payload.items() if k not in STD_KEYS}",
+        "    if len(nats) > seen:",
+        "        obj.nats_extra = {k: v for k, v in nats.items() if k not in NATS_KNOWN}",
         "    return obj",
     ]
     return compile_source(f"from_payload_{cls.__name__}", "cls, payload", body, env)
@@ -93,8 +92,8 @@ class Claims:
     iss: str = ""
     jti: str = ""
     tags: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
-    nats_extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    extra: Mapping[str, Any] = field(default=NO_EXTRA, compare=False, repr=False)
+    nats_extra: Mapping[str, Any] = field(default=NO_EXTRA, compare=False, repr=False)
     token: str | None = field(default=None, compare=False, repr=False)
 
     CLAIM_TYPE: ClassVar[str] = ""
@@ -219,8 +218,6 @@ class Claims:
     # --- validation ---------------------------------------------------------------------------
     def validate(self, *, now: int, results: ValidationResults | None = None) -> ValidationResults:
         """Collect problems like Go's ``Validate``: errors, warnings and time checks."""
-        from trustkit.jwt.validation import ValidationResults
-
         vr = results if results is not None else ValidationResults()
         self._validate_times(vr, now)
         self._validate_subject(vr)

@@ -8,6 +8,7 @@ helpers (limits start at -1 = unlimited); decoding mirrors ``json.Unmarshal`` in
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -54,7 +55,7 @@ RESPONSE_TYPES = frozenset({"Singleton", "Stream", "Chunked"})
 class Permission(Model):
     allow: list[str] = field(default_factory=list)
     deny: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = extra_field()
+    extra: Mapping[str, Any] = extra_field()
 
     JSON_FIELDS = (Field("allow", L), Field("deny", L))
 
@@ -68,7 +69,7 @@ class ResponsePermission(Model):
 
     max: int = 0
     ttl: int = 0  # nanoseconds (Go time.Duration)
-    extra: dict[str, Any] = extra_field()
+    extra: Mapping[str, Any] = extra_field()
 
     JSON_FIELDS = (Field("max", I, omitempty=False), Field("ttl", I, omitempty=False))
 
@@ -87,7 +88,7 @@ class Permissions(Model):
     pub: Permission = field(default_factory=Permission)
     sub: Permission = field(default_factory=Permission)
     resp: ResponsePermission | None = None
-    extra: dict[str, Any] = extra_field()
+    extra: Mapping[str, Any] = extra_field()
 
     JSON_FIELDS = _PERMISSION_FIELDS
 
@@ -96,7 +97,7 @@ class Permissions(Model):
 class TimeRange(Model):
     start: str = ""
     end: str = ""
-    extra: dict[str, Any] = extra_field()
+    extra: Mapping[str, Any] = extra_field()
 
     JSON_FIELDS = (Field("start", S), Field("end", S))
 
@@ -117,7 +118,7 @@ class UserPermissionLimits(Model):
     bearer_token: bool = False
     proxy_required: bool = False
     allowed_connection_types: list[str] = field(default_factory=list)
-    extra: dict[str, Any] = extra_field()
+    extra: Mapping[str, Any] = extra_field()
 
     JSON_FIELDS = (
         *_PERMISSION_FIELDS,
@@ -159,7 +160,7 @@ class JetStreamLimits(Model):
     mem_max_stream_bytes: int = 0
     disk_max_stream_bytes: int = 0
     max_bytes_required: bool = False
-    extra: dict[str, Any] = extra_field()
+    extra: Mapping[str, Any] = extra_field()
 
     JSON_FIELDS = _JS_FIELDS
 
@@ -189,7 +190,7 @@ class AccountLimits(Model):
     disk_max_stream_bytes: int = 0
     max_bytes_required: bool = False
     tiered_limits: dict[str, JetStreamLimits] = field(default_factory=dict)
-    extra: dict[str, Any] = extra_field()
+    extra: Mapping[str, Any] = extra_field()
 
     JSON_FIELDS = (
         Field("subs", I),
@@ -235,7 +236,7 @@ class UserScope(Model):
     template: UserPermissionLimits = field(default_factory=UserPermissionLimits)
     description: str = ""
     kind: str = USER_SCOPE
-    extra: dict[str, Any] = extra_field()
+    extra: Mapping[str, Any] = extra_field()
 
     JSON_FIELDS = (
         Field("kind", S, omitempty=False),
@@ -309,7 +310,7 @@ class ServiceLatency(Model):
 
     sampling: int = 0
     results: str = ""
-    extra: dict[str, Any] = extra_field()
+    extra: Mapping[str, Any] = extra_field()
 
     JSON_FIELDS = (
         Field("sampling", Custom(_dump_sampling, _load_sampling), omitempty=False),
@@ -332,7 +333,7 @@ class Export(Model):
     allow_trace: bool = False
     description: str = ""
     info_url: str = ""
-    extra: dict[str, Any] = extra_field()
+    extra: Mapping[str, Any] = extra_field()
 
     JSON_FIELDS = (
         Field("name", S),
@@ -362,7 +363,7 @@ class Import(Model):
     type: str = ""
     share: bool = False
     allow_trace: bool = False
-    extra: dict[str, Any] = extra_field()
+    extra: Mapping[str, Any] = extra_field()
 
     JSON_FIELDS = (
         Field("name", S),
@@ -385,7 +386,7 @@ class WeightedMapping(Model):
     subject: str = ""
     weight: int = 0  # 0 = 100
     cluster: str = ""
-    extra: dict[str, Any] = extra_field()
+    extra: Mapping[str, Any] = extra_field()
 
     JSON_FIELDS = (Field("subject", S, omitempty=False), Field("weight", I), Field("cluster", S))
 
@@ -400,7 +401,7 @@ class ExternalAuthorization(Model):
     auth_users: list[str] = field(default_factory=list)
     allowed_accounts: list[str] = field(default_factory=list)
     xkey: str = ""
-    extra: dict[str, Any] = extra_field()
+    extra: Mapping[str, Any] = extra_field()
 
     JSON_FIELDS = (Field("auth_users", L), Field("allowed_accounts", L), Field("xkey", S))
 
@@ -412,7 +413,7 @@ class ExternalAuthorization(Model):
 class MsgTrace(Model):
     dest: str = ""
     sampling: int = 0
-    extra: dict[str, Any] = extra_field()
+    extra: Mapping[str, Any] = extra_field()
 
     JSON_FIELDS = (Field("dest", S), Field("sampling", I))
 

@@ -52,6 +52,8 @@ class ValidationResults:
 
     def is_blocking(self, *, include_time_checks: bool) -> bool:
         """True if any error exists, or a time check when ``include_time_checks``."""
+        if not self.issues:  # the common case, on every connect
+            return False
         return any(i.blocking or (include_time_checks and i.time_check) for i in self.issues)
 
     def blocking_messages(self, *, include_time_checks: bool) -> list[str]:
