@@ -58,9 +58,14 @@ def _compile_from_payload(cls: type[Claims]) -> Any:
     body += [
         # a key counted in seen is known: more keys than that means unknown ones to keep
         "    if len(payload) > std_seen:",
-        "        obj.extra = {k: v for k, v in payload.items() if k not in STD_KEYS}",
-        "    if len(nats) > seen:",
-        "        obj.nats_extra = {k: v for k, v in nats.items() if k not in NATS_KNOWN}",
+        "        obj.extra = unknown_keys(payload, STD_KEYS)",
+    ]
+    if cls.NATS_FIELDS:  # generic claims: ``nats`` is a plain map in Go too (no field matching)
+        body += [
+            "    if len(nats) > seen:",
+            "        obj.nats_extra = unknown_keys(nats, NATS_KNOWN)",
+        ]
+    body += [
         "    return obj",
     ]
     return compile_source(f"from_payload_{cls.__name__}", "cls, payload", body, env)
@@ -164,7 +169,9 @@ class Claims:
 
     @classmethod
     def from_payload(cls: type[C], payload: dict[str, Any]) -> C:
-        """Build claims from a decoded payload object (no signature check: see ``decode``)."""
+        """Build claims from a decoded payload object (no signature check: see ``decode``).
+
+        The payload is consumed like :meth:`Model.from_json`'s ``data`` (lists are not copied)."""
         if payload.__class__ is not dict:
             raise fail("payload", "an object")
         obj: C = cls._reader()(cls, payload)

@@ -6,6 +6,7 @@ is named for what it does. v1 tokens are refused (trustkit writes and trusts JWT
 
 from __future__ import annotations
 
+import json
 from typing import Any, TypeVar, overload
 
 import orjson
@@ -70,6 +71,47 @@ def _check_header(h64: str) -> None:
         )
 
 
+# how Go's encoder spells what orjson writes as is: HTML characters, and JS line separators
+# (both start with the UTF-8 bytes E2 80)
+_GO_ESCAPES = tuple((ch.encode(), b"\\u%04x" % ord(ch)) for ch in ("<", ">", "&"))
+_GO_ESCAPES_E280 = tuple((ch.encode(), b"\\u%04x" % ord(ch)) for ch in ("\u2028", "\u2029"))
+
+
+def _check_no_duplicate_keys(raw: bytes, payload: dict[str, Any]) -> None:
+    """Refuse a payload that repeats a key in any object.
+
+    orjson keeps the last of repeated keys; Go merges a repeated struct into the first (so
+    ``{"pub":{"allow":["a"]},"pub":{}}`` keeps ``allow`` in nats-server) — the two would read one
+    token differently. No NATS tool writes repeated keys, so they are refused. The check is
+    nearly free for what Go, JS and trustkit write: re-serialised compactly (with Go's escapes)
+    the parsed payload gives back ``raw`` byte for byte, which a dropped duplicate cannot. Only
+    other spellings (spaces, other escapes, number forms) pay for a second, pair-preserving parse.
+    """
+    out = orjson.dumps(payload)
+    if out == raw:  # compact JSON as JS and orjson write it
+        return
+    for plain, escaped in _GO_ESCAPES:  # replace() of an absent byte costs less than a test
+        out = out.replace(plain, escaped)
+    if b"\xe2\x80" in out:
+        for plain, escaped in _GO_ESCAPES_E280:
+            out = out.replace(plain, escaped)
+    if out == raw:  # as Go writes it
+        return
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        obj: dict[str, Any] = {}
+        for k, v in items:
+            if k in obj:
+                raise MalformedTokenError(f"token payload repeats the key {k!r}")
+            obj[k] = v
+        return obj
+
+    try:
+        json.loads(raw, object_pairs_hook=pairs)
+    except RecursionError:
+        raise MalformedTokenError("token payload is nested too deeply") from None
+
+
 def _load_payload(p64: str) -> dict[str, Any]:
     raw = b64url_decode(p64, "payload")
     try:
@@ -78,6 +120,7 @@ def _load_payload(p64: str) -> dict[str, Any]:
         raise MalformedTokenError("token payload is not valid JSON") from None
     if not isinstance(payload, dict):
         raise MalformedTokenError("token payload is not a JSON object")
+    _check_no_duplicate_keys(raw, payload)
     return payload
 
 

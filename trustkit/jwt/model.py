@@ -291,6 +291,33 @@ class Field:
         self.omitempty = omitempty
 
 
+def go_fold(key: str) -> str:
+    """A key as Go's ``encoding/json`` compares it with a struct field name: case-insensitively,
+    with Unicode simple folding, where the long s (U+017F) is an ``s`` and the Kelvin sign
+    (U+212A) a ``k``. Every NATS JWT field name is lower-case ASCII, so this is their fold."""
+    return key.replace("\u017f", "s").lower()
+
+
+def unknown_keys(data: dict[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    """The keys of ``data`` that no field reads, kept for the round trip.
+
+    Go also matches a key that differs from a field name only in letter case (``"Pub"`` sets
+    ``pub``), so nats-server would enforce a field trustkit would skip. Such a key is refused: no
+    NATS tool writes one, and reading it differently from the server could open permissions.
+    """
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if k in known:
+            continue
+        if go_fold(k) in known:
+            raise MalformedTokenError(
+                f"claim field {k!r} differs from the field {go_fold(k)!r} only in letter case "
+                "(Go reads it as that field): refused"
+            )
+        out[k] = v
+    return out
+
+
 _SIMPLE_CHECKS = {
     # codec id → (Python class, zero literal, what the error says)
     id(S): ("str", '""', "a string"),
@@ -336,7 +363,7 @@ def field_source(
                 f"    {seen} += 1",
                 f"    for e in {v}:",
                 f"        if e.__class__ is not str: raise fail({key}, 'a list of strings')",
-                f"    {var} = list({v})",
+                f"    {var} = {v}",
                 f"else: raise fail({key}, 'a list of strings')",
             ]
         elif isinstance(f.codec, _Obj) and _is_flat(f.codec.model):
@@ -356,7 +383,7 @@ def field_source(
             env[f"{var}_known"] = model._KNOWN
             lines += [
                 f"    if len({v}) > {sub_seen}:",
-                f"        {var}.extra = {{k: x for k, x in {v}.items() if k not in {var}_known}}",
+                f"        {var}.extra = unknown_keys({v}, {var}_known)",
                 f"else: raise fail({key}, 'an object')",
             ]
         else:
@@ -399,6 +426,7 @@ def compile_source(name: str, params: str, body: list[str], env: dict[str, Any])
     halves the Python time around the signature check. Only keys and attribute names from our
     own field tables reach the source."""
     env.setdefault("fail", fail)
+    env.setdefault("unknown_keys", unknown_keys)
     source = f"def {name}({params}):\n" + "\n".join(body)
     exec(source, env)  # noqa: S102 - built only from our own field tables
     return env[name]
@@ -413,7 +441,7 @@ def compile_from_json(cls: type[Model], name: str) -> Any:
     body += ["    " + line for line in construct_source(cls, assigned, "obj", env)]
     body += [
         "    if len(data) > seen:",
-        "        obj.extra = {k: v for k, v in data.items() if k not in KNOWN}",
+        "        obj.extra = unknown_keys(data, KNOWN)",
         "    return obj",
     ]
     return compile_source(name, "cls, data", body, env)
@@ -449,7 +477,10 @@ class Model:
     @classmethod
     def from_json(cls: type[M], data: dict[str, JSON]) -> M:
         """Decode like Go's ``json.Unmarshal`` into a zero struct: an absent key is the zero value
-        (not the constructor default, which mirrors Go's ``New…Claims``)."""
+        (not the constructor default, which mirrors Go's ``New…Claims``).
+
+        ``data`` is consumed: its string lists become the model's lists (not copied), so pass
+        freshly parsed JSON or a ``to_json()`` result, and do not reuse it."""
         fn = cls.__dict__.get("_FROM_JSON")
         if fn is None:
             fn = compile_from_json(cls, f"from_json_{cls.__name__}")
