@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.callout.oidc_fixture import oidc_provider, oidc_provider_factory  # noqa: F401
 from tests.realcomp import free_port, require
 
 SLAPD = "/usr/sbin/slapd"
