@@ -2,9 +2,18 @@
 
 :meth:`CalloutService.handle` is the whole protocol and touches no network, so it can be tested
 with hand-made requests; :meth:`CalloutService.serve` / :meth:`CalloutService.run` wire it to a
-NATS connection on ``$SYS.REQ.USER.AUTH``. Config mode (server-config ``auth_callout`` block):
-the issuer account key signs the response and the user JWT, and the user JWT's ``aud`` names the
-target account (nats-server ``auth_callout.go`` ``assignAccountAndPermissions``).
+NATS connection on ``$SYS.REQ.USER.AUTH``. Both server modes, as nats-server ``auth_callout.go``
+accepts them:
+
+* **config mode** (server-config ``auth_callout`` block): the ``issuer`` account key signs the
+  response and the user JWT; ``issuer_account`` is forbidden; the user JWT's ``aud`` names the
+  target account (``assignAccountAndPermissions``: placement by ``aud``).
+* **operator mode** (the callout account JWT's ``authorization`` block): the response is signed by
+  the callout account or one of its signing keys (then ``issuer_account`` names the account); the
+  user JWT is signed by the *target* account or one of its signing keys, with ``issuer_account``
+  set to the target account when a signing key signs (``getIssuerAccount``: the placement is the
+  issuer account, which must be the callout account or in its ``allowed_accounts``). ``aud`` is
+  not used.
 
 What the service checks that synadia-io/callout.go does not: the request's ``exp`` (with
 ``leeway``), an optional allow-list of server keys, that the signed ``server_id.xkey`` equals the
@@ -25,6 +34,7 @@ Every request ends in one :class:`AuditRecord` (``logging`` logger ``trustkit.ca
 the optional ``audit`` callback) carrying a stable ``reason_code``, the per-connection
 ``user_nkey`` and the issued JWT's ``iat`` — what a later revocation of one person needs, since
 nats-server revokes callout users by user key. Passwords and tokens never appear in a record.
+:class:`AuditRecord` lives in :mod:`callout.audit` (re-exported here).
 """
 
 from __future__ import annotations
@@ -32,10 +42,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from callout.audit import AuditRecord
 from callout.identity import Identity
 from callout.policy import Policy
 from trustkit import nkeys
@@ -57,7 +68,9 @@ if TYPE_CHECKING:
 __all__ = [
     "AUTH_CALLOUT_SUBJECT",
     "DEFAULT_QUEUE_GROUP",
+    "MODES",
     "SERVER_XKEY_HEADER",
+    "AccountSigner",
     "AuditRecord",
     "CalloutService",
     "PasswordBackend",
@@ -71,6 +84,8 @@ SERVER_XKEY_HEADER = "Nats-Server-Xkey"
 DEFAULT_QUEUE_GROUP = "trustkit-callout"
 #: Config mode: the account users land in when neither the rule nor the policy names one.
 GLOBAL_ACCOUNT = "$G"
+#: The two server modes (see the module docstring).
+MODES = ("config", "operator")
 
 _JWT_PREFIX = b"eyJ"
 
@@ -92,27 +107,64 @@ class TokenBackend(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
-class AuditRecord:
-    """One request's outcome. ``outcome``: ``issued``, ``refused`` (error sent) or ``dropped``."""
+class AccountSigner:
+    """Operator mode: who signs the user JWTs of one target account.
 
-    at: int
-    outcome: str
-    reason_code: str
-    user_nkey: str = ""
-    server_id: str = ""
-    client_host: str = ""
-    client_id: int = 0
-    username: str = ""  # as presented in CONNECT (never the password)
-    identity: str = ""  # Identity.subject
-    source: str = ""  # Identity.source
-    rule: str = ""
-    account: str = ""
-    issued_at: int = 0
-    expires_at: int = 0
-    encrypted: bool = False
+    ``account`` is the account's public key; ``key`` (with its seed) is that account key or one of
+    its *unscoped* signing keys (a scoped key would make the server replace the policy's
+    permissions with the scope's template). ``name`` is for audit records.
+    Raises :class:`CalloutError` (``callout_config``) on unusable keys.
+    """
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+    account: str
+    key: KeyPair
+    name: str = ""
+
+    def __post_init__(self) -> None:
+        if not nkeys.is_valid_public_key(self.account, PrefixByte.ACCOUNT):
+            raise CalloutError(f"{self.account!r} is not an account public key", code="callout_config")
+        if self.key.kind is not PrefixByte.ACCOUNT or not self.key.has_seed:
+            raise CalloutError(
+                f"account {self.name or self.account}: the signer must be an account key with its seed",
+                code="callout_config",
+            )
+
+    @property
+    def issuer_account(self) -> str:
+        """``issuer_account`` for a user JWT signed by :attr:`key` ("" when it is the account key)."""
+        return "" if self.key.public_key == self.account else self.account
+
+
+def _creds_callbacks(path: str) -> dict[str, Any]:
+    """nats-py ``user_jwt_cb``/``signature_cb`` reading the creds file at ``path``.
+
+    Raises :class:`trustkit.errors.CredsError` now if the file is unusable.
+    """
+    import base64
+    from pathlib import Path
+
+    from trustkit.creds import parse_creds
+
+    def load() -> tuple[str, KeyPair]:
+        try:
+            creds = parse_creds(Path(path).read_bytes())
+        except OSError as exc:
+            from trustkit.errors import CredsError
+
+            raise CredsError(f"cannot read the creds file {path}: {exc.strerror or exc}") from None
+        creds.check()
+        assert creds.jwt is not None
+        return creds.jwt, creds.keypair()
+
+    load()
+
+    def user_jwt() -> bytes:
+        return load()[0].encode()
+
+    def sign(nonce: str) -> bytes:
+        return base64.b64encode(load()[1].sign(nonce.encode()))
+
+    return {"user_jwt_cb": user_jwt, "signature_cb": sign}
 
 
 class _Stop(Exception):
@@ -143,21 +195,35 @@ def _header(headers: Mapping[str, str] | None, name: str) -> str:
 
 
 class CalloutService:
-    """The responder core (config mode). See the module docstring for the checks it makes.
+    """The responder core. See the module docstring for the checks it makes.
 
-    ``issuer_keypair``: the account key named ``auth_callout.issuer`` (with its seed); it signs
-    responses and user JWTs. ``xkey``: the service's curve key (with seed) when the server config
-    has ``auth_callout.xkey``. ``allowed_server_keys``: if given, only requests signed by these
-    server (``N…``) keys are answered. ``now``: the clock (unix seconds, float or int).
-    Raises :class:`CalloutError` (code ``callout_config``) on unusable keys.
+    ``issuer_keypair`` (with its seed) signs the responses. Config mode: the account key named
+    ``auth_callout.issuer``; it signs the user JWTs too. Operator mode: the callout account's key
+    or one of its signing keys; ``callout_account`` is then the callout account's public key
+    (default: the issuer's), and ``accounts`` maps each account a policy may name (by name and by
+    public key) to its :class:`AccountSigner`; users without a named account land in the callout
+    account, signed by the issuer.
+
+    ``backend`` answers user/password logins, ``token_backend`` logins with an ``auth_token``
+    (default: ``backend`` if it implements :class:`TokenBackend`); ``backend_label`` and
+    ``token_backend_label`` name them in audit records and metrics. ``xkey``: the service's
+    curve key (with seed) when the server has an xkey configured. ``allowed_server_keys``: if
+    given, only requests signed by these server (``N…``) keys are answered. ``now``: the clock
+    (unix seconds). Raises :class:`CalloutError` (code ``callout_config``) on unusable settings.
     """
 
     def __init__(
         self,
         issuer_keypair: KeyPair,
         policy: Policy,
-        backend: PasswordBackend,
+        backend: PasswordBackend | None,
         *,
+        mode: str = "config",
+        callout_account: str | None = None,
+        accounts: Mapping[str, AccountSigner] | None = None,
+        token_backend: TokenBackend | None = None,
+        backend_label: str = "backend",
+        token_backend_label: str | None = None,
         xkey: KeyPair | None = None,
         allowed_server_keys: Collection[str] | None = None,
         default_account: str = GLOBAL_ACCOUNT,
@@ -169,22 +235,51 @@ class CalloutService:
         error_text: str = "not authorized",
         max_in_flight: int = 256,
     ) -> None:
+        def bad(message: str) -> CalloutError:
+            return CalloutError(message, code="callout_config")
+
+        if mode not in MODES:
+            raise bad(f"mode must be 'config' or 'operator', not {mode!r}")
         if issuer_keypair.kind is not PrefixByte.ACCOUNT or not issuer_keypair.has_seed:
-            raise CalloutError("the issuer must be an account key with its seed", code="callout_config")
+            raise bad("the issuer must be an account key with its seed")
         if xkey is not None and (xkey.kind is not PrefixByte.CURVE or not xkey.has_seed):
-            raise CalloutError("xkey must be a curve (X) key with its seed", code="callout_config")
+            raise bad("xkey must be a curve (X) key with its seed")
         if allowed_server_keys is not None:
-            bad = [k for k in allowed_server_keys if not nkeys.is_valid_public_key(k, PrefixByte.SERVER)]
-            if bad:
-                raise CalloutError(f"not server public keys: {', '.join(bad)}", code="callout_config")
+            wrong = [k for k in allowed_server_keys if not nkeys.is_valid_public_key(k, PrefixByte.SERVER)]
+            if wrong:
+                raise bad(f"not server public keys: {', '.join(wrong)}")
         if not error_text:
-            raise CalloutError("error_text must not be empty", code="callout_config")
+            raise bad("error_text must not be empty")
+        if token_backend is None and isinstance(backend, TokenBackend):
+            token_backend = backend
+            token_backend_label = token_backend_label or backend_label
+        if backend is None and token_backend is None:
+            raise bad("no backend: configure one for passwords or tokens")
+        if max_in_flight < 1 or backend_timeout <= 0 or leeway < 0:
+            raise bad("max_in_flight must be >= 1, backend_timeout > 0 and leeway >= 0")
+        if mode == "config":
+            # nats-server: the user JWT must be issued by the configured issuer itself, and
+            # issuer_account is refused ("attempted to use issuer_account")
+            if callout_account not in (None, issuer_keypair.public_key):
+                raise bad("config mode: the issuer key must be the callout account key itself")
+            if accounts:
+                raise bad("config mode: accounts are named by the policy, not given signers")
+        callout_account = callout_account or issuer_keypair.public_key
+        if not nkeys.is_valid_public_key(callout_account, PrefixByte.ACCOUNT):
+            raise bad(f"callout_account {callout_account!r} is not an account public key")
+        self.mode = mode
         self.issuer = issuer_keypair
+        self.callout_account = callout_account
         self.policy = policy
         self.backend = backend
+        self.token_backend = token_backend
+        self.backend_label = backend_label
+        self.token_backend_label = token_backend_label or "token"
         self.xkey = xkey
         self.allowed_server_keys = None if allowed_server_keys is None else frozenset(allowed_server_keys)
         self.default_account = default_account
+        self._own = AccountSigner(callout_account, issuer_keypair, "")
+        self.accounts: dict[str, AccountSigner] = dict(accounts or {})
         self._now = now
         self._audit = audit
         self.backend_timeout = backend_timeout
@@ -193,6 +288,22 @@ class CalloutService:
         self.error_text = error_text
         self.max_in_flight = max_in_flight
         self._tasks: set[asyncio.Task[None]] = set()
+        #: the NATS connection while :meth:`run` runs (for readiness checks)
+        self.nc: NATS | None = None
+
+    @property
+    def connected(self) -> bool:
+        """True while :meth:`run` holds a connected NATS connection."""
+        return self.nc is not None and bool(self.nc.is_connected)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+    @property
+    def expected_request_subject(self) -> str:
+        """The request ``sub`` nats-server writes: the config issuer, or the callout account."""
+        return self.issuer.public_key if self.mode == "config" else self.callout_account
 
     # --- the protocol -----------------------------------------------------------------------
     async def handle(self, request: bytes, headers: Mapping[str, str] | None = None) -> bytes | None:
@@ -241,7 +352,7 @@ class CalloutService:
             except NKeyError:
                 raise _drop("decrypt_failed") from None
         elif self.xkey is not None:
-            # the server seals every request once auth_callout.xkey is set: a plaintext one means
+            # the server seals every request once an xkey is configured: a plaintext one means
             # the credentials crossed the wire in clear
             raise _drop("encryption_required")
         try:
@@ -270,11 +381,20 @@ class CalloutService:
             raise _drop("xkey_mismatch")
         if not encrypted and req.server_id.xkey:
             raise _drop("xkey_mismatch")
+        if req.sub != self.expected_request_subject:
+            # the request is for another issuer/account: the server would refuse our signature
+            raise _drop("request_subject")
         rec["_server_xkey"] = req.server_id.xkey
         return req
 
+    def _signer(self, account: str | None) -> AccountSigner | None:
+        """Operator mode: the signer for the policy's account (None: the callout account)."""
+        if account is None or account in (self.callout_account, self._own.name):
+            return self._own
+        return self.accounts.get(account)
+
     async def _answer(self, req: AuthorizationRequestClaims, now: int, rec: dict[str, Any]) -> bytes:
-        identity = await self._authenticate(req)
+        identity = await self._authenticate(req, rec)
         rec["identity"] = identity.subject
         rec["source"] = identity.source
         decision = self.policy.decide(identity, now)
@@ -282,37 +402,51 @@ class CalloutService:
             rec["rule"] = decision.rule
         if not decision.allowed:
             raise _refuse(decision.reason_code)
-        account = decision.account if decision.account is not None else self.default_account
-        rec["account"] = account
         user = UserClaims(
             sub=req.user_nkey,  # the binding: the server accepts only the key it generated
             name=identity.name or identity.subject,
-            aud=account,  # config mode: the target account
             exp=decision.expires_at,
         )
+        if self.mode == "config":
+            account = decision.account if decision.account is not None else self.default_account
+            rec["account"] = account
+            user.aud = account  # config mode: the target account
+            signer_key = self.issuer
+        else:
+            signer = self._signer(decision.account)
+            if signer is None:
+                log.warning("auth callout: no signer for the policy's account %r", decision.account)
+                rec["account"] = decision.account or ""
+                raise _refuse("account_unknown")
+            rec["account"] = signer.name or signer.account
+            rec["account_key"] = signer.account
+            user.issuer_account = signer.issuer_account
+            signer_key = signer.key
         user.set_permission_limits(decision.permissions)
         # nats-server refuses a user JWT with any validation issue, warnings included
         issues = user.validate(now=now).issues
         if issues:
             log.warning("auth callout: policy produced an invalid user JWT: %s", "; ".join(map(str, issues)))
             raise _refuse("user_jwt_invalid")
-        user_jwt = user.encode(self.issuer, iat=now)
+        user_jwt = user.encode(signer_key, iat=now)
         rec["issued_at"] = now
         rec["expires_at"] = decision.expires_at
         return self._response(req.user_nkey, req.server_id.id, now, jwt=user_jwt)
 
-    async def _authenticate(self, req: AuthorizationRequestClaims) -> Identity:
+    async def _authenticate(self, req: AuthorizationRequestClaims, rec: dict[str, Any]) -> Identity:
         opts = req.connect_opts
+        call: Awaitable[Identity]
+        if opts.user and self.backend is not None:
+            call = self.backend.authenticate(opts.user, opts.password)
+            rec["backend"] = self.backend_label
+        elif opts.auth_token and self.token_backend is not None:
+            call = self.token_backend.authenticate_token(opts.auth_token)
+            rec["backend"] = self.token_backend_label
+        else:
+            raise _refuse("no_credentials")
+        t0 = time.perf_counter()
         try:
-            if opts.user:
-                call = self.backend.authenticate(opts.user, opts.password)
-            elif opts.auth_token and isinstance(self.backend, TokenBackend):
-                call = self.backend.authenticate_token(opts.auth_token)
-            else:
-                raise _refuse("no_credentials")
             identity = await asyncio.wait_for(call, self.backend_timeout)
-        except _Stop:
-            raise
         except TimeoutError:
             log.warning("auth callout: backend did not answer within %.1fs", self.backend_timeout)
             raise _refuse("backend_timeout") from None
@@ -323,6 +457,8 @@ class CalloutService:
         except Exception as exc:
             log.warning("auth callout: backend failed: %s", type(exc).__name__)
             raise _refuse("backend_error") from None
+        finally:
+            rec["backend_seconds"] = time.perf_counter() - t0
         if not isinstance(identity, Identity):
             log.warning("auth callout: backend returned %s, not an Identity", type(identity).__name__)
             raise _refuse("backend_error")
@@ -330,6 +466,8 @@ class CalloutService:
 
     def _response(self, user_nkey: str, server_id: str, now: int, *, jwt: str = "", error: str = "") -> bytes:
         resp = AuthorizationResponseClaims(sub=user_nkey, aud=server_id, jwt=jwt, error=error)
+        if self.mode == "operator" and self.issuer.public_key != self.callout_account:
+            resp.issuer_account = self.callout_account  # signed by a signing key of the account
         return resp.encode(self.issuer, iat=now).encode("ascii")
 
     def _emit(self, record: AuditRecord) -> None:
@@ -399,6 +537,7 @@ class CalloutService:
     ) -> None:
         """Connect as the callout's auth user (``creds`` file, or ``user``/``password``), serve until
         ``stop`` is set (or the task is cancelled), then drain. ``ready`` is set once subscribed.
+        While it runs, :attr:`nc` is the connection (nats-py reconnects and resubscribes on its own).
 
         Raises :class:`trustkit.errors.NetworkError` if the first connection fails.
         """
@@ -407,10 +546,13 @@ class CalloutService:
 
         from trustkit.errors import NetworkError
 
+        if creds is not None:
+            # trustkit's creds reader and signer, not nats-py's (which needs the nkeys package);
+            # the file is read on every (re)connect, so a rotated creds file is picked up
+            connect_options.update(_creds_callbacks(creds))
         try:
             nc = await nats.connect(
                 nats_url,
-                user_credentials=creds,
                 user=user,
                 password=password,
                 name=connect_options.pop("name", "trustkit-callout"),
@@ -418,6 +560,7 @@ class CalloutService:
             )
         except (NatsError, OSError, TimeoutError) as exc:
             raise NetworkError(f"auth callout: cannot connect to {nats_url}: {type(exc).__name__}") from None
+        self.nc = nc
         try:
             await self.serve(nc, queue_group=queue_group)
             if ready is not None:
@@ -430,3 +573,4 @@ class CalloutService:
                 await nc.close()
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
+            self.nc = None
