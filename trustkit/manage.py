@@ -10,22 +10,24 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from trustkit import nkeys
 from trustkit.creds import format_user_creds
-from trustkit.errors import ClaimsInvalidError, StoreError
+from trustkit.errors import ClaimsInvalidError, NKeyError, StoreError, TokenError
 from trustkit.jwt.account import ALL_USERS, AccountClaims
 from trustkit.jwt.operator import OperatorClaims
 from trustkit.jwt.types import (
+    CONNECTION_TYPES,
     SERVICE,
     STREAM,
     Export,
     JetStreamLimits,
     Permission,
     ResponsePermission,
+    TimeRange,
     UserPermissionLimits,
     UserScope,
 )
@@ -47,25 +49,49 @@ from trustkit.store import (
 
 __all__ = [
     "AccountEdit",
+    "AuthCalloutEdit",
+    "ClaimEdit",
     "DeletedUser",
     "EditReport",
+    "Edited",
     "EntityReport",
     "InitReport",
+    "KeyFileRow",
+    "OperatorEdit",
+    "PermissionEdit",
+    "PullReport",
+    "PulledRow",
+    "RotateReport",
+    "RotatedUser",
     "SigningKeyReport",
     "Workspace",
+    "account_public_key",
     "add_account",
     "add_signing_key",
     "add_user",
+    "apply_permission_edit",
+    "check_pushable",
     "delete_revocation",
     "delete_users",
     "edit_account",
+    "edit_authcallout",
+    "edit_operator",
+    "edit_signing_key",
+    "edit_user",
+    "export_keys",
+    "import_keys",
     "init",
+    "operator_request_key",
+    "prune_candidates",
     "push_user",
     "resolve_signing_key",
     "revoke_user",
+    "rotate_signing_key",
     "select_account",
     "select_operator",
     "server_config",
+    "server_url",
+    "store_pulled",
     "user_creds",
 ]
 
@@ -391,20 +417,23 @@ def _issue_user(
     return EntityReport("user", name, user.public_key, str(path), str(creds))
 
 
-def _refuse_invalid(claims: AccountClaims | UserClaims, now: int, what: str) -> None:
+def _refuse_invalid(claims: AccountClaims | UserClaims | OperatorClaims, now: int, what: str) -> None:
     """Refuse to store claims that fail validation (errors only; warnings and time checks pass)."""
     errors = claims.validate(now=now).errors
     if errors:
         raise ClaimsInvalidError(f"{what} would not be valid: {'; '.join(errors)}")
 
 
-def _resign_account(ws: Workspace, store: Store, claims: AccountClaims, *, now: int) -> Path:
+def _resign_account(
+    ws: Workspace, store: Store, claims: AccountClaims, *, now: int, operator: OperatorClaims | None = None
+) -> Path:
     """Validate, re-sign with the operator (:func:`_operator_signer`) and store an account.
 
+    ``operator``: the operator claims to pick the signer from (default: the stored ones).
     ``iat`` is at least one second after the previous one: servers keep the JWT with the larger
     ``iat`` when they sync, so an edit in the same second must still win.
     """
-    signer = _operator_signer(ws, store.operator_claims())
+    signer = _operator_signer(ws, operator if operator is not None else store.operator_claims())
     _refuse_invalid(claims, now, f"account {claims.name!r}")
     return store.write_account_jwt(claims.encode(signer, iat=max(now, claims.iat + 1)))
 
@@ -758,21 +787,39 @@ def delete_users(
 # --- push ---------------------------------------------------------------------------------------
 
 
-def push_user(ws: Workspace, operator: str, *, now: int) -> tuple[str, KeyPair]:
-    """A temporary system-account user for ``push`` (nsc's "temporary push user", valid 2 min),
-    signed with the first unscoped system-account signing key in the keystore, else (operators
-    without strict signing-key usage) with the system account's identity key.
+def push_user(
+    ws: Workspace,
+    operator: str,
+    *,
+    now: int,
+    system_account: str | None = None,
+    system_user: str | None = None,
+) -> tuple[str, KeyPair]:
+    """The system-account user ``push``/``pull`` connect as: by default a temporary one (nsc's
+    "temporary push user", valid 2 min) signed with the first unscoped system-account signing
+    key in the keystore, else (operators without strict signing-key usage) with the system
+    account's identity key; with ``system_user`` that user of the system account (its JWT and
+    seed from the store and keystore). ``system_account`` (name or key) overrides the
+    operator's system account.
 
-    Raises :class:`StoreError` if the operator has no system account in the store or none of
+    Raises :class:`StoreError` if there is no such system account in the store or none of
     those keys is in the keystore.
     """
     from trustkit.push import temporary_push_user
 
     store = ws.open(operator)
     op = store.operator_claims()
-    sys_name = store.find_account(op.system_account) if op.system_account else None
+    ref = system_account or op.system_account
+    if ref and nkeys.is_valid_public_key(ref, PrefixByte.ACCOUNT):
+        sys_name = store.find_account(ref)
+    else:
+        sys_name = ref if ref and store.has_account(ref) else None
     if sys_name is None:
-        raise StoreError(f"operator {operator!r} has no system account in the store: cannot push")
+        what = f"system account {ref!r}" if ref else "system account"
+        raise StoreError(f"operator {operator!r} has no {what} in the store: cannot connect")
+    if system_user is not None:
+        uc = store.user_claims(sys_name, system_user)
+        return store.read_user_jwt(sys_name, system_user), ws.key(uc.sub, f"user {system_user!r}")
     sys_claims = store.account_claims(sys_name)
     signer = None
     for key, scope in sorted(sys_claims.signing_keys.items()):
@@ -822,3 +869,1162 @@ def select_account(ws: Workspace, operator: str, name: str) -> Context:
 def environment() -> Mapping[str, str]:
     """The process environment (only the CLI calls this; library callers pass their own)."""
     return os.environ
+
+
+# --- shared edit pieces: tags and times, permissions and limits ---------------------------------
+#
+# The option and report classes below are plain dataclasses (no generated __eq__/__repr__, not
+# frozen): every command imports this module, and each generated method costs start-up time.
+
+
+@dataclass(repr=False, eq=False)
+class ClaimEdit:
+    """nsc's ``GenericClaimsParams``: ``--tag``/``--rm-tag``, ``--start``/``--expiry`` (``None``
+    leaves a time as it is, 0 clears it)."""
+
+    tags: Sequence[str] = ()
+    rm_tags: Sequence[str] = ()
+    start: int | None = None
+    expiry: int | None = None
+
+    def is_empty(self) -> bool:
+        return not self.tags and not self.rm_tags and self.start is None and self.expiry is None
+
+
+def _apply_claim_edit(claims: OperatorClaims | AccountClaims | UserClaims, edit: ClaimEdit) -> list[str]:
+    """Times and tags as nsc changes them: tags are trimmed and lower-cased (Go ``TagList``),
+    added once, removed, then sorted."""
+    changes: list[str] = []
+    if edit.start is not None and edit.start != claims.nbf:
+        claims.nbf = edit.start
+        changes.append(f"nbf={edit.start}")
+    if edit.expiry is not None and edit.expiry != claims.exp:
+        claims.exp = edit.expiry
+        changes.append(f"exp={edit.expiry}")
+    tags = list(claims.tags)
+    for tag in (t.strip().lower() for t in edit.tags):
+        if tag and tag not in tags:
+            tags.append(tag)
+            changes.append(f"+tag {tag}")
+    for tag in (t.strip().lower() for t in edit.rm_tags):
+        if tag in tags:
+            tags.remove(tag)
+            changes.append(f"-tag {tag}")
+    claims.tags = sorted(tags)
+    return changes
+
+
+def _add_once(values: list[str], new: Sequence[str], *, label: str, changes: list[str]) -> None:
+    """Go ``StringList.Add``: append what is not there yet, skip empty strings."""
+    for v in new:
+        if v and v not in values:
+            values.append(v)
+            changes.append(f"+{label} {v}")
+
+
+def _remove_all(values: list[str], gone: Sequence[str], *, label: str, changes: list[str]) -> None:
+    for v in gone:
+        if v in values:
+            values.remove(v)
+            changes.append(f"-{label} {v}")
+
+
+@dataclass(repr=False, eq=False)
+class PermissionEdit:
+    """nsc's ``UserPermissionLimits`` flags of ``edit user`` and ``edit signing-key``; empty or
+    ``None`` leaves a value as it is.
+
+    ``remove`` (``--rm``) takes a subject out of all four allow/deny lists. ``times`` are
+    ``(start, end)`` as ``hh:mm:ss``; ``remove_times`` names ranges by their start. Sizes are
+    numbers, -1 = unlimited.
+    """
+
+    allow_pub: Sequence[str] = ()
+    allow_sub: Sequence[str] = ()
+    deny_pub: Sequence[str] = ()
+    deny_sub: Sequence[str] = ()
+    remove: Sequence[str] = ()
+    allow_pub_response: int | None = None
+    response_ttl_ns: int | None = None
+    remove_response: bool = False
+    bearer: bool | None = None
+    source_networks: Sequence[str] = ()
+    remove_source_networks: Sequence[str] = ()
+    times: Sequence[tuple[str, str]] = ()
+    remove_times: Sequence[str] = ()
+    locale: str | None = None
+    conn_types: Sequence[str] = ()
+    remove_conn_types: Sequence[str] = ()
+    subs: int | None = None
+    data: int | None = None
+    payload: int | None = None
+
+    def is_empty(self) -> bool:
+        return all(
+            not v
+            for v in (
+                self.allow_pub, self.allow_sub, self.deny_pub, self.deny_sub, self.remove,
+                self.remove_response, self.source_networks, self.remove_source_networks,
+                self.times, self.remove_times, self.conn_types, self.remove_conn_types,
+            )
+        ) and all(
+            v is None
+            for v in (
+                self.allow_pub_response, self.response_ttl_ns, self.bearer, self.locale,
+                self.subs, self.data, self.payload,
+            )
+        )  # fmt: skip
+
+
+def _conn_types(values: Sequence[str], what: str) -> list[str]:
+    out = []
+    for v in values:
+        u = v.strip().upper()
+        if u not in CONNECTION_TYPES:
+            known = ", ".join(sorted(CONNECTION_TYPES))
+            raise StoreError(f"unknown {what}connection type {v!r} (one of {known})", code="store_usage")
+        out.append(u)
+    return out
+
+
+def apply_permission_edit(upl: UserPermissionLimits, edit: PermissionEdit) -> list[str]:
+    """Change ``upl`` (a user's permissions and limits, or a scoped key's template) as nsc's
+    ``UserPermissionLimits.Run`` does; returns what changed, one line each.
+
+    Allow/deny lists are appended to, ``--rm`` removes from all four, and each list is then
+    sorted (as nsc). Connection types are upper-cased and must be known; source networks are
+    trimmed and lower-cased and sorted. Raises :class:`StoreError` (``store_usage``) for an
+    unknown connection type or contradicting response options; subjects, CIDRs, times and the
+    locale are checked when the claims are validated.
+    """
+    if edit.remove_response and (edit.allow_pub_response is not None or edit.response_ttl_ns is not None):
+        raise StoreError(
+            "--rm-response-perms contradicts --allow-pub-response/--response-ttl", code="store_usage"
+        )
+    conn_add = _conn_types(edit.conn_types, "")
+    conn_rm = _conn_types(edit.remove_conn_types, "rm ")
+    changes: list[str] = []
+    if edit.remove_response and upl.resp is not None:
+        upl.resp = None
+        changes.append("-resp")
+    if edit.allow_pub_response is not None:
+        upl.resp = upl.resp or ResponsePermission()
+        upl.resp.max = edit.allow_pub_response
+        changes.append(f"resp.max={edit.allow_pub_response}")
+    if edit.response_ttl_ns is not None:
+        upl.resp = upl.resp or ResponsePermission()
+        upl.resp.ttl = edit.response_ttl_ns
+        changes.append(f"resp.ttl={edit.response_ttl_ns}")
+    for label, values, new in (
+        ("pub.allow", upl.pub.allow, edit.allow_pub),
+        ("pub.deny", upl.pub.deny, edit.deny_pub),
+        ("sub.allow", upl.sub.allow, edit.allow_sub),
+        ("sub.deny", upl.sub.deny, edit.deny_sub),
+    ):
+        _add_once(values, new, label=label, changes=changes)
+        _remove_all(values, edit.remove, label=label, changes=changes)
+        values.sort()
+    if edit.bearer is not None and edit.bearer != upl.bearer_token:
+        upl.bearer_token = edit.bearer
+        changes.append(f"bearer_token={_show(edit.bearer)}")
+    _add_once(upl.allowed_connection_types, conn_add, label="conn_type", changes=changes)
+    _remove_all(upl.allowed_connection_types, conn_rm, label="conn_type", changes=changes)
+    src = list(upl.src)
+    _add_once(src, [s.strip().lower() for s in edit.source_networks], label="src", changes=changes)
+    _remove_all(src, [s.strip().lower() for s in edit.remove_source_networks], label="src", changes=changes)
+    upl.src = sorted(src)
+    if edit.locale is not None and edit.locale != upl.times_location:
+        upl.times_location = edit.locale
+        changes.append(f"times_location={edit.locale}")
+    for start, end in edit.times:
+        upl.times.append(TimeRange(start=start, end=end))
+        changes.append(f"+time {start}-{end}")
+    for start in edit.remove_times:
+        for tr in upl.times:
+            if tr.start == start:
+                upl.times.remove(tr)
+                changes.append(f"-time {tr.start}-{tr.end}")
+                break
+        else:
+            raise StoreError(f"no time range starts at {start!r}", code="store_not_found")
+    for attr in ("subs", "data", "payload"):
+        value = getattr(edit, attr)
+        if value is not None and value != getattr(upl, attr):
+            setattr(upl, attr, value)
+            changes.append(f"{attr}={value}")
+    return changes
+
+
+@dataclass(repr=False, eq=False)
+class Edited:
+    """What an ``edit`` command changed: the entity, its JWT file, one line per change, and
+    details of the command (added keys, re-signed accounts, the creds file…)."""
+
+    kind: str
+    name: str
+    public_key: str
+    path: str
+    changes: list[str]
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "name": self.name,
+            "public_key": self.public_key,
+            "jwt": self.path,
+            "changes": self.changes,
+            **self.details,
+        }
+
+
+# --- edit user ----------------------------------------------------------------------------------
+
+
+def _refuse_revoked_reissue(acct: AccountClaims, uc: UserClaims, what: str) -> None:
+    """Re-signing a revoked user gives it a later ``iat`` than its revocation, which would lift
+    the revocation (Go ``IsClaimRevoked`` compares the revocation time with ``iat``)."""
+    if acct.is_revoked(uc.sub, uc.iat):
+        raise StoreError(
+            f"{what} is revoked in account {acct.name!r}; re-signing it would lift the revocation "
+            "(delete the revocation first, or add a new user)",
+            code="store_revoked",
+        )
+
+
+def edit_user(
+    ws: Workspace,
+    operator: str,
+    account: str,
+    name: str,
+    edit: PermissionEdit,
+    *,
+    now: int,
+    claim_edit: ClaimEdit | None = None,
+    signing_key: str | None = None,
+) -> Edited:
+    """``nsc edit user``: change a user's permissions, limits, tags and times, re-sign it and
+    rewrite its creds (when its seed is in the keystore).
+
+    Signed by ``signing_key`` (``-K``: public key or role, see :func:`resolve_signing_key`), else
+    by the key that issued it. A user of a scoped key carries no permissions (``scoped_with_permissions``),
+    a bearer user needs an account that allows bearer tokens, and a revoked user is not re-signed
+    (``store_revoked``). Raises :class:`StoreError` or :class:`ClaimsInvalidError`; nothing is
+    written on error.
+    """
+    if edit.is_empty() and (claim_edit is None or claim_edit.is_empty()) and signing_key is None:
+        raise StoreError("nothing to change: give at least one edit option", code="store_usage")
+    store = ws.open(operator)
+    acct = store.account_claims(account)
+    uc = store.user_claims(account, name)
+    _refuse_revoked_reissue(acct, uc, f"user {name!r}")
+    if signing_key is not None:
+        key = resolve_signing_key(acct, signing_key)
+    elif acct.did_sign(uc):
+        key = uc.iss
+    else:
+        raise StoreError(
+            f"user {name!r} was issued by {uc.iss}, no longer a key of account {account!r}: "
+            "pass -K to choose the signing key",
+            code="store_not_found",
+        )
+    signer = ws.key(key, f"account {account!r} signing" if key != acct.sub else f"account {account!r}")
+    changes = _apply_claim_edit(uc, claim_edit or ClaimEdit())
+    upl = uc.permission_limits
+    changes += apply_permission_edit(upl, edit)
+    uc.set_permission_limits(upl)
+    scope = acct.signing_keys.get(key) if key != acct.sub else None
+    if scope is not None and not uc.has_empty_permissions():
+        raise StoreError(
+            f"signing key {key} is scoped (role {scope.role!r}): its users carry no permissions of "
+            "their own; edit the role's template with `edit signing-key` instead",
+            code="scoped_with_permissions",
+        )
+    if uc.bearer_token and acct.limits.disallow_bearer:
+        raise StoreError(f"account {account!r} disallows bearer tokens", code="store_usage")
+    issuer_account = acct.sub if key != acct.sub else ""
+    if key != uc.iss:
+        changes.append(f"iss={key}")
+    uc.issuer_account = issuer_account
+    _refuse_invalid(uc, now, f"user {name!r}")
+    token = uc.encode(signer, iat=max(now, uc.iat))
+    path = store.write_user_jwt(account, token, name)
+    user_kp = ws.keystore.get_key(uc.sub)
+    creds = None
+    if user_kp is not None:
+        creds = str(
+            ws.keystore.write_creds(store.name, account, name, format_user_creds(token, user_kp.seed))
+        )
+    return Edited("user", name, uc.sub, str(path), changes, {"issuer": key, "creds": creds})
+
+
+# --- edit signing-key (a scoped key's template) -------------------------------------------------
+
+
+def edit_signing_key(
+    ws: Workspace,
+    operator: str,
+    account: str,
+    key_ref: str,
+    edit: PermissionEdit,
+    *,
+    now: int,
+    role: str | None = None,
+    description: str | None = None,
+) -> Edited:
+    """``nsc edit signing-key``: change a scoped signing key's role, description and template
+    (the same flags as users), or make an unscoped signing key scoped; re-sign the account.
+
+    ``key_ref`` is the signing key's public key or its role. Making a key scoped (or changing
+    its template) changes what its users may do as soon as the account is pushed; users it
+    signed that carry permissions of their own are listed in ``warnings`` (the server refuses
+    them under a scope). Raises :class:`StoreError` (unknown key, the account's identity key,
+    a role already taken) or :class:`ClaimsInvalidError`; nothing is written on error.
+    """
+    store = ws.open(operator)
+    claims = store.account_claims(account)
+    key = resolve_signing_key(claims, key_ref)
+    if key == claims.sub:
+        raise StoreError(
+            f"{key} is the identity key of account {account!r}, not a signing key", code="store_usage"
+        )
+    scope = claims.signing_keys[key]
+    changes: list[str] = []
+    if scope is None:
+        scope = UserScope(key=key)
+        changes.append("scoped")
+    elif edit.is_empty() and role is None and description is None:
+        raise StoreError("nothing to change: give at least one edit option", code="store_usage")
+    if role is not None:
+        if not role or role != role.strip():
+            raise StoreError("a role may not be empty or have surrounding spaces", code="store_usage")
+        taken = [k for k, s in claims.signing_keys.items() if k != key and s is not None and s.role == role]
+        if taken:
+            raise StoreError(
+                f"account {account!r} already has a signing key with role {role!r} ({taken[0]})",
+                code="store_exists",
+            )
+        if role != scope.role:
+            scope.role = role
+            changes.append(f"role={role}")
+    if description is not None and description != scope.description:
+        scope.description = description
+        changes.append(f"description={description}")
+    changes += [f"template.{c}" for c in apply_permission_edit(scope.template, edit)]
+    claims.add_signing_key(key, scope)
+    warnings = [
+        f"user {user!r} carries permissions of its own: the server refuses it under a scoped key"
+        for user in store.list_users(account)
+        if (uc := store.user_claims(account, user)).iss == key and not uc.has_empty_permissions()
+    ]
+    path = _resign_account(ws, store, claims, now=now)
+    return Edited(
+        "signing_key",
+        account,
+        key,
+        str(path),
+        changes,
+        {"account": account, "role": scope.role, "template": scope.template.to_json(), "warnings": warnings},
+    )
+
+
+# --- edit operator ------------------------------------------------------------------------------
+
+
+@dataclass(repr=False, eq=False)
+class OperatorEdit:
+    """What ``edit operator`` changes (nsc's flags); empty or ``None`` leaves a value as it is."""
+
+    service_urls: Sequence[str] = ()
+    rm_service_urls: Sequence[str] = ()
+    account_server_url: str | None = None
+    rm_account_server_url: bool = False
+    generate_signing_keys: int = 0
+    add_signing_keys: Sequence[str] = ()
+    remove_signing_keys: Sequence[str] = ()
+    require_signing_keys: bool | None = None
+    #: a system account by name (of this operator's store) or public key
+    system_account: str | None = None
+    claim: ClaimEdit = field(default_factory=ClaimEdit)
+
+    def is_empty(self) -> bool:
+        return (
+            not self.service_urls
+            and not self.rm_service_urls
+            and self.account_server_url is None
+            and not self.rm_account_server_url
+            and not self.generate_signing_keys
+            and not self.add_signing_keys
+            and not self.remove_signing_keys
+            and self.require_signing_keys is None
+            and self.system_account is None
+            and self.claim.is_empty()
+        )
+
+
+def _system_account_key(store: Store, ref: str) -> str:
+    """An account name of the store or an account public key → the key; a system account may
+    not have JetStream limits (nsc refuses them too)."""
+    if nkeys.is_valid_public_key(ref, PrefixByte.ACCOUNT):
+        name = store.find_account(ref)
+        if name is None:
+            return ref
+    else:
+        name = ref
+    claims = store.account_claims(name)
+    if claims.limits.tiered_limits or claims.limits.jetstream_global().to_json():
+        raise StoreError(
+            f"account {name!r} has JetStream limits: a system account may not (remove them first)",
+            code="store_usage",
+        )
+    return claims.sub
+
+
+def _check_strict(store: Store, op: OperatorClaims) -> None:
+    """nsc's checks before requiring signing keys: no account issued by the operator identity,
+    no user issued by its account's identity key."""
+    for account in store.list_accounts():
+        ac = store.account_claims(account)
+        if ac.iss == op.sub:
+            raise StoreError(
+                f"account {account!r} is issued by the operator identity key: re-sign it with a "
+                "signing key first",
+                code="store_usage",
+            )
+        for user in store.list_users(account):
+            if store.user_claims(account, user).iss == ac.sub:
+                raise StoreError(
+                    f"user {user!r} of account {account!r} is issued by the account identity key: "
+                    "re-issue it with a signing key first",
+                    code="store_usage",
+                )
+
+
+def edit_operator(ws: Workspace, operator: str, edit: OperatorEdit, *, now: int) -> Edited:
+    """``nsc edit operator``: service URLs, account server URL, signing keys, strict signing-key
+    usage, the system account, tags and times; self-signed with the operator's identity key.
+
+    Beyond nsc (nsc #394): accounts issued by a removed signing key are re-signed with a key
+    the edited operator still trusts (listed in ``accounts_resigned``), so none of them is left
+    untrusted. Raises :class:`StoreError` or :class:`ClaimsInvalidError`; nothing is written on
+    error.
+    """
+    if edit.is_empty():
+        raise StoreError("nothing to change: give at least one edit option", code="store_usage")
+    if edit.account_server_url is not None and edit.rm_account_server_url:
+        raise StoreError(
+            "--account-jwt-server-url contradicts --rm-account-jwt-server-url", code="store_usage"
+        )
+    store = ws.open(operator)
+    op = store.operator_claims()
+    old = store.operator_claims()  # a second copy: ``op`` is edited in place
+    identity = ws.key(op.sub, f"operator {operator!r}")
+    changes = _apply_claim_edit(op, edit.claim)
+    for url in edit.service_urls:
+        u = url.strip().lower()  # nsc lower-cases service URLs
+        if u and u not in op.operator_service_urls:
+            op.operator_service_urls.append(u)
+            changes.append(f"+service_url {u}")
+    for url in edit.rm_service_urls:
+        u = url.strip().lower()
+        if u not in op.operator_service_urls:
+            raise StoreError(f"{url!r} is not a service URL of operator {operator!r}", code="store_not_found")
+        op.operator_service_urls.remove(u)
+        changes.append(f"-service_url {u}")
+    if edit.account_server_url is not None and edit.account_server_url != op.account_server_url:
+        op.account_server_url = edit.account_server_url.strip()
+        changes.append(f"account_server_url={op.account_server_url}")
+    if edit.rm_account_server_url and op.account_server_url:
+        op.account_server_url = ""
+        changes.append("-account_server_url")
+    removed: list[str] = []
+    for key in dict.fromkeys(edit.remove_signing_keys):
+        if key not in op.signing_keys:
+            raise StoreError(f"{key} is not a signing key of operator {operator!r}", code="store_not_found")
+        op.signing_keys.remove(key)
+        removed.append(key)
+    new_keys = [KeyPair.generate(PrefixByte.OPERATOR) for _ in range(edit.generate_signing_keys)]
+    added: list[str] = []
+    for key in [*edit.add_signing_keys, *(kp.public_key for kp in new_keys)]:
+        if not nkeys.is_valid_public_key(key, PrefixByte.OPERATOR):
+            raise StoreError(f"{key!r} is not an operator public key", code="store_usage")
+        if key == op.sub or key in op.signing_keys:
+            raise StoreError(f"{key} is already a key of operator {operator!r}", code="store_exists")
+        op.signing_keys.append(key)
+        added.append(key)
+    if edit.require_signing_keys is not None and edit.require_signing_keys != op.strict_signing_key_usage:
+        op.strict_signing_key_usage = edit.require_signing_keys
+        changes.append(f"strict_signing_key_usage={_show(edit.require_signing_keys)}")
+    if op.strict_signing_key_usage:
+        if not op.signing_keys:
+            raise StoreError("an operator that requires signing keys needs at least one", code="store_usage")
+        if not old.strict_signing_key_usage:
+            _check_strict(store, op)
+    if edit.system_account is not None:
+        sys_key = _system_account_key(store, edit.system_account)
+        if sys_key != op.system_account:
+            op.system_account = sys_key
+            changes.append(f"system_account={sys_key}")
+    _refuse_invalid(op, now, f"operator {operator!r}")
+    # accounts whose issuer the edited operator no longer trusts are re-signed
+    stale = [
+        (name, claims)
+        for name in store.list_accounts()
+        if not op.did_sign(claims := store.account_claims(name)) and old.did_sign(claims)
+    ]
+    signer = None
+    if stale:  # chosen as _operator_signer will choose it, before anything is written
+        fresh = {kp.public_key: kp for kp in new_keys}
+        signer = next(
+            (kp for key in op.trusted_keys() if (kp := fresh.get(key) or ws.keystore.get_key(key))), None
+        )
+        if signer is None:
+            raise StoreError(f"no key of operator {operator!r} that may sign accounts is in the keystore")
+    for kp in new_keys:
+        ws.keystore.store_key(kp)
+    token = op.encode(identity, iat=max(now, op.iat))
+    # write in the order that never leaves an account untrusted by the stored operator: with a
+    # signer the old operator trusts too, accounts first; with a brand-new signing key, operator first
+    accounts_first = signer is not None and signer.public_key in old.trusted_keys()
+    if not accounts_first:
+        path = store.write_operator_jwt(token)
+    resigned = []
+    for name, claims in stale:
+        _resign_account(ws, store, claims, now=now, operator=op)
+        resigned.append(name)
+    if accounts_first:
+        path = store.write_operator_jwt(token)
+    return Edited(
+        "operator",
+        operator,
+        op.sub,
+        str(path),
+        changes,
+        {"signing_keys_added": added, "signing_keys_removed": removed, "accounts_resigned": resigned},
+    )
+
+
+# --- edit authcallout ---------------------------------------------------------------------------
+
+
+@dataclass(repr=False, eq=False)
+class AuthCalloutEdit:
+    """``edit authcallout`` (nsc ``editauthorization.go``). Users by public key or user name of
+    the account; accounts by public key, account name or ``*``; ``curve`` is ``generate`` or an
+    X… public key."""
+
+    auth_users: Sequence[str] = ()
+    rm_auth_users: Sequence[str] = ()
+    allowed_accounts: Sequence[str] = ()
+    rm_allowed_accounts: Sequence[str] = ()
+    curve: str | None = None
+    rm_curve: bool = False
+    disable: bool = False
+
+    def is_empty(self) -> bool:
+        return (
+            not self.auth_users
+            and not self.rm_auth_users
+            and not self.allowed_accounts
+            and not self.rm_allowed_accounts
+            and self.curve is None
+            and not self.rm_curve
+            and not self.disable
+        )
+
+
+def _user_key(store: Store, account: str, ref: str) -> str:
+    if nkeys.is_valid_public_key(ref, PrefixByte.USER):
+        return ref
+    if store.has_user(account, ref):
+        return store.user_claims(account, ref).sub
+    raise StoreError(
+        f"{ref!r} is neither a user public key nor a user of account {account!r}", code="store_usage"
+    )
+
+
+def _account_key(store: Store, ref: str) -> str:
+    if ref == ALL_USERS or nkeys.is_valid_public_key(ref, PrefixByte.ACCOUNT):
+        return ref
+    if store.has_account(ref):
+        return store.account_claims(ref).sub
+    raise StoreError(
+        f"{ref!r} is neither '*', an account public key nor an account of operator {store.name!r}",
+        code="store_usage",
+    )
+
+
+def edit_authcallout(
+    ws: Workspace, operator: str, account: str, edit: AuthCalloutEdit, *, now: int
+) -> Edited:
+    """``nsc edit authcallout``: the account's ``authorization`` block (auth callout): the users
+    that bypass the callout (the service's own), the accounts it may place users in, the curve
+    key requests are encrypted for (``generate``: a new one, its seed stored). ``disable`` clears
+    the block and is exclusive of the rest. Re-signed by the operator.
+
+    Raises :class:`StoreError` (``store_usage``) or :class:`ClaimsInvalidError` (e.g. allowed
+    accounts without auth users); nothing is written on error.
+    """
+    if edit.is_empty():
+        raise StoreError("nothing to change: give at least one edit option", code="store_usage")
+    if edit.disable and not replace(edit, disable=False).is_empty():
+        raise StoreError("--disable is exclusive of all other options", code="store_usage")
+    if edit.curve is not None and edit.rm_curve:
+        raise StoreError("--curve contradicts --rm-curve", code="store_usage")
+    store = ws.open(operator)
+    claims = store.account_claims(account)
+    auth = claims.authorization
+    changes: list[str] = []
+    new_curve: KeyPair | None = None
+    if edit.disable:
+        if not auth.is_zero():
+            changes.append("-authorization")
+        claims.authorization = type(auth)()
+    else:
+        _add_once(
+            auth.auth_users,
+            [_user_key(store, account, u) for u in edit.auth_users],
+            label="auth_user",
+            changes=changes,
+        )
+        _remove_all(
+            auth.auth_users,
+            [_user_key(store, account, u) for u in edit.rm_auth_users],
+            label="auth_user",
+            changes=changes,
+        )
+        _add_once(
+            auth.allowed_accounts,
+            [_account_key(store, a) for a in edit.allowed_accounts],
+            label="allowed_account",
+            changes=changes,
+        )
+        _remove_all(
+            auth.allowed_accounts,
+            [_account_key(store, a) for a in edit.rm_allowed_accounts],
+            label="allowed_account",
+            changes=changes,
+        )
+        if edit.rm_curve and auth.xkey:
+            changes.append(f"-xkey {auth.xkey}")
+            auth.xkey = ""
+        if edit.curve is not None:
+            if edit.curve == "generate":
+                new_curve = KeyPair.generate(PrefixByte.CURVE)
+                xkey = new_curve.public_key
+            elif nkeys.is_valid_public_key(edit.curve, PrefixByte.CURVE):
+                xkey = edit.curve
+            else:
+                raise StoreError(
+                    f"{edit.curve!r} is neither 'generate' nor a curve (X…) public key", code="store_usage"
+                )
+            if xkey != auth.xkey:
+                auth.xkey = xkey
+                changes.append(f"xkey={xkey}")
+    _refuse_invalid(claims, now, f"account {account!r}")
+    if new_curve is not None:
+        ws.keystore.store_key(new_curve)
+    path = _resign_account(ws, store, claims, now=now)
+    return Edited(
+        "authcallout",
+        account,
+        claims.sub,
+        str(path),
+        changes,
+        {"authorization": claims.authorization.to_json()},
+    )
+
+
+# --- pull: verify account JWTs read from a server, then store them ------------------------------
+
+
+@dataclass(repr=False, eq=False)
+class PulledRow:
+    """One account JWT a server gave: what happened to it (``added``, ``updated``,
+    ``unchanged``, ``kept-local``: the stored one is as new or newer, ``refused``: not stored)."""
+
+    account: str
+    public_key: str
+    status: str
+    message: str
+    iat: int = 0
+    path: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "account": self.account,
+            "public_key": self.public_key,
+            "status": self.status,
+            "message": self.message,
+            "iat": self.iat,
+            "jwt": self.path,
+        }
+
+
+@dataclass(repr=False, eq=False)
+class PullReport:
+    rows: list[PulledRow]
+
+    @property
+    def refused(self) -> list[PulledRow]:
+        return [r for r in self.rows if r.status == "refused"]
+
+
+def _verify_pulled(
+    op: OperatorClaims, expected: str, token: str, now: int
+) -> tuple[AccountClaims | None, str]:
+    """(claims, "") for a JWT the operator vouches for, else (None, why it is refused)."""
+    from trustkit.jwt.decoder import decode
+
+    try:
+        claims = decode(token.strip(), AccountClaims)
+    except TokenError as exc:
+        return None, f"not a valid account JWT: {exc.message}"
+    if claims.sub != expected:
+        return None, f"the server sent the JWT of {claims.sub} for {expected}"
+    if not op.did_sign(claims):
+        return None, f"issued by {claims.iss}, not by operator {op.name!r} or one of its signing keys"
+    errors = claims.validate(now=now).errors
+    if errors:
+        return None, f"invalid: {'; '.join(errors)}"
+    return claims, ""
+
+
+def store_pulled(
+    ws: Workspace,
+    operator: str,
+    tokens: Sequence[tuple[str, str]],
+    *,
+    now: int,
+    overwrite_newer: bool = False,
+) -> PullReport:
+    """Store account JWTs read from a server (``pull``): ``tokens`` are unverified
+    ``(account public key, JWT)`` pairs, several per account when several servers answered.
+
+    Every JWT is verified first: a valid account JWT of that very key, issued by the operator
+    or one of its signing keys, without validation errors. One that fails, or that would
+    overwrite another account of the same name, is ``refused`` -- and then **nothing** is
+    written (fail closed). Otherwise, per account, the newest JWT (by ``iat``) is written when
+    it is newer than the stored one (``overwrite_newer``: also when it is older); files are
+    named after the local account, or the JWT's name for a new one. One row per account.
+    """
+    store = ws.open(operator)
+    op = store.operator_claims()
+    local: dict[str, tuple[str, AccountClaims]] = {}
+    for name in store.list_accounts():
+        claims = store.account_claims(name)
+        local[claims.sub] = (name, claims)
+    by_name = {name: key for key, (name, _) in local.items()}
+    best: dict[str, AccountClaims] = {}
+    refused: dict[str, str] = {}
+    for key, token in tokens:
+        pulled, why = _verify_pulled(op, key, token, now)
+        if pulled is None:
+            refused.setdefault(key, why)
+        elif key not in best or pulled.iat > best[key].iat:
+            best[key] = pulled
+    plan: list[tuple[str, AccountClaims, str]] = []  # (name, claims, status)
+    rows: list[PulledRow] = []
+    for key in dict.fromkeys(k for k, _ in tokens):
+        local_name = local[key][0] if key in local else ""
+        if key in refused:
+            rows.append(PulledRow(local_name, key, "refused", refused[key]))
+            continue
+        claims = best[key]
+        name = local_name or claims.name
+        if not name:
+            rows.append(
+                PulledRow("", key, "refused", "the JWT has no name and the account is not in the store")
+            )
+            continue
+        if claims.name and claims.name != name:
+            rows.append(PulledRow(name, key, "refused", f"the server names account {name!r} {claims.name!r}"))
+            continue
+        if not local_name and by_name.get(name, key) != key:
+            rows.append(
+                PulledRow(
+                    name, key, "refused", f"the store has another account named {name!r} ({by_name[name]})"
+                )
+            )
+            continue
+        if not local_name:
+            plan.append((name, claims, "added"))
+            continue
+        mine = local[key][1]
+        if mine.token == claims.token:
+            rows.append(PulledRow(name, key, "unchanged", "same JWT as stored", claims.iat))
+        elif claims.iat > mine.iat or overwrite_newer:
+            plan.append((name, claims, "updated"))
+        else:
+            why = f"the stored JWT is as new or newer (iat {mine.iat} >= {claims.iat})"
+            why += ": --overwrite-newer replaces it"
+            rows.append(PulledRow(name, key, "kept-local", why, claims.iat))
+    if any(r.status == "refused" for r in rows):
+        rows += [PulledRow(n, c.sub, "not-written", "another JWT was refused", c.iat) for n, c, _ in plan]
+        return PullReport(rows)
+    for name, claims, status in plan:
+        assert claims.token is not None
+        path = store.write_account_jwt(claims.token, name)
+        rows.append(PulledRow(name, claims.sub, status, f"stored (iat {claims.iat})", claims.iat, str(path)))
+    order = {k: i for i, k in enumerate(dict.fromkeys(k for k, _ in tokens))}
+    rows.sort(key=lambda r: order.get(r.public_key, len(order)))
+    return PullReport(rows)
+
+
+# --- push --prune / --account-removal -----------------------------------------------------------
+
+
+def server_url(store: Store, explicit: str | None) -> str:
+    """Where ``push``/``pull`` go: ``explicit`` (``-u``), else the operator's account server URL
+    when it is a ``nats://``-style URL (as nsc), else its first service URL.
+    Raises :class:`StoreError` (``store_usage``) when there is none."""
+    if explicit:
+        return explicit
+    op = store.operator_claims()
+    asu = op.account_server_url
+    if asu and asu.split("://", 1)[0].lower() in ("nats", "tls", "ws", "wss"):
+        return asu
+    if op.operator_service_urls:
+        return op.operator_service_urls[0]
+    raise StoreError(
+        "no server URL: pass -u nats://host:port or set the operator's account server or service URL",
+        code="store_usage",
+    )
+
+
+def check_pushable(ws: Workspace, operator: str, accounts: Sequence[str], *, now: int) -> None:
+    """nsc's check before a push (skipped with ``--force``): every account JWT is signed by the
+    operator (or one of its signing keys) and has no validation error or failed time check.
+    Raises :class:`ClaimsInvalidError` naming the first account that is not."""
+    store = ws.open(operator)
+    op = store.operator_claims()
+    for name in accounts:
+        claims = store.account_claims(name)
+        problems = claims.validate(now=now).blocking_messages(include_time_checks=True)
+        if problems:
+            raise ClaimsInvalidError(
+                f"unable to push account {name!r}: {'; '.join(problems)} (--force pushes it)"
+            )
+        if not store.managed and not op.did_sign(claims):
+            raise ClaimsInvalidError(
+                f"unable to push account {name!r}: not signed by operator {operator!r} (--force pushes it)"
+            )
+
+
+def account_public_key(ws: Workspace, operator: str, ref: str) -> str:
+    """``push --account-removal``: an account name of the store, or an account public key.
+    The operator's system account is refused (nats-server refuses to delete it too)."""
+    store = ws.open(operator)
+    key = ref if nkeys.is_valid_public_key(ref, PrefixByte.ACCOUNT) else store.account_claims(ref).sub
+    if key == store.operator_claims().system_account:
+        raise StoreError(f"{ref} is the system account: it cannot be removed", code="store_usage")
+    return key
+
+
+def prune_candidates(ws: Workspace, operator: str, server_accounts: Sequence[Sequence[str]]) -> list[str]:
+    """``push --prune``: the account keys some server holds that are not in the store (never the
+    system account), in the order first listed. ``server_accounts``: each server's LIST reply."""
+    store = ws.open(operator)
+    keep = {store.account_claims(name).sub for name in store.list_accounts()}
+    keep.add(store.operator_claims().system_account)
+    return list(dict.fromkeys(k for accounts in server_accounts for k in accounts if k not in keep))
+
+
+def operator_request_key(ws: Workspace, operator: str) -> KeyPair:
+    """The key that signs a delete request (nsc ``obtainRequestKey``): the operator identity key
+    (unless it requires signing keys), else its first signing key in the keystore."""
+    store = ws.open(operator)
+    op = store.operator_claims()
+    keys = ([] if op.strict_signing_key_usage else [op.sub]) + list(op.signing_keys)
+    for key in keys:
+        kp = ws.keystore.get_key(key)
+        if kp is not None:
+            return kp
+    raise StoreError(f"no key of operator {operator!r} that may delete accounts is in the keystore")
+
+
+# --- rotate an account signing key --------------------------------------------------------------
+
+
+@dataclass(repr=False, eq=False)
+class RotatedUser:
+    name: str
+    public_key: str
+    status: str  # "re-signed" | "skipped"
+    message: str
+    path: str
+    creds: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "public_key": self.public_key,
+            "status": self.status,
+            "message": self.message,
+            "jwt": self.path,
+            "creds": self.creds,
+        }
+
+
+@dataclass(repr=False, eq=False)
+class RotateReport:
+    account: str
+    old_key: str
+    new_key: str
+    role: str
+    path: str
+    users: list[RotatedUser]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "account": self.account,
+            "old_key": self.old_key,
+            "new_key": self.new_key,
+            "role": self.role,
+            "jwt": self.path,
+            "users": [u.to_json() for u in self.users],
+        }
+
+
+def rotate_signing_key(
+    ws: Workspace,
+    operator: str,
+    account: str,
+    key_ref: str,
+    *,
+    now: int,
+    on_user: Any = None,
+) -> RotateReport:
+    """Replace an account signing key (beyond nsc, nsc #394): a new key with the same scope
+    (role, template) or none, every user the old key issued re-signed by the new one with its
+    creds rewritten, the old key removed from the account.
+
+    Steps, each write atomic, in an order where every intermediate state is valid: the new seed
+    is stored; the account is re-signed holding both keys; each user is re-signed (JWT, then
+    creds when the user's seed is in the keystore); the account is re-signed without the old
+    key. A revoked user is ``skipped`` (a later ``iat`` would lift its revocation); it stops
+    working once the account without the old key is pushed, like every user still holding a
+    copy of old creds. The old seed stays in the keystore. ``on_user(done, total)`` is called
+    after each user (progress). Raises :class:`StoreError` (unknown key, the identity key, a key whose
+    seed is not needed but whose users are corrupt…) before anything is written.
+    """
+    store = ws.open(operator)
+    claims = store.account_claims(account)
+    old = resolve_signing_key(claims, key_ref)
+    if old == claims.sub:
+        raise StoreError(
+            f"{old} is the identity key of account {account!r}: only signing keys are rotated",
+            code="store_usage",
+        )
+    scope = claims.signing_keys[old]
+    new = KeyPair.generate(PrefixByte.ACCOUNT)
+    new_scope = None if scope is None else UserScope.from_json(scope.to_json())
+    plan: list[tuple[str, UserClaims, str]] = []  # (name, claims, token or "")
+    for name in store.list_users(account):
+        uc = store.user_claims(account, name)
+        if uc.iss != old:
+            continue
+        if claims.is_revoked(uc.sub, uc.iat):
+            plan.append((name, uc, ""))
+            continue
+        uc.issuer_account = claims.sub
+        _refuse_invalid(uc, now, f"user {name!r}")
+        plan.append((name, uc, uc.encode(new, iat=now)))
+    claims.add_signing_key(new.public_key, new_scope)
+    _refuse_invalid(claims, now, f"account {account!r}")
+    ws.keystore.store_key(new)
+    _resign_account(ws, store, claims, now=now)
+    users: list[RotatedUser] = []
+    for i, (name, uc, token) in enumerate(plan, 1):
+        path = store.user_jwt_path(account, name)
+        if not token:
+            users.append(
+                RotatedUser(
+                    name, uc.sub, "skipped", "revoked: re-signing would lift the revocation", str(path), None
+                )
+            )
+        else:
+            store.write_user_jwt(account, token, name)
+            kp = ws.keystore.get_key(uc.sub)
+            creds = None
+            if kp is not None:
+                creds = str(
+                    ws.keystore.write_creds(store.name, account, name, format_user_creds(token, kp.seed))
+                )
+            message = "re-signed" + (
+                "" if creds else "; creds not rewritten: the user's seed is not in the keystore"
+            )
+            users.append(RotatedUser(name, uc.sub, "re-signed", message, str(path), creds))
+        if on_user is not None:
+            on_user(i, len(plan))
+    del claims.signing_keys[old]
+    path = _resign_account(ws, store, claims, now=now)
+    return RotateReport(account, old, new.public_key, scope.role if scope else "", str(path), users)
+
+
+# --- keys export / import -----------------------------------------------------------------------
+
+
+@dataclass(repr=False, eq=False)
+class KeyFileRow:
+    """One key of ``keys export``/``keys import``: never its seed."""
+
+    public_key: str
+    kind: str
+    entity: str
+    file: str
+    status: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "public_key": self.public_key,
+            "kind": self.kind,
+            "entity": self.entity,
+            "file": self.file,
+            "status": self.status,
+        }
+
+
+def _collect_keys(store: Store, account: str | None, user: str | None) -> list[tuple[str, str, str]]:
+    """nsc's ``KeyCollectorParams``: (public key, kind, entity) for the operator and its signing
+    keys, then ``account`` (or every account) with its signing keys and callout curve key, and
+    its users (or just ``user``)."""
+    op = store.operator_claims()
+    out = [(op.sub, "operator", f"operator {store.name}")]
+    out += [(k, "operator", f"operator {store.name} signing key") for k in op.signing_keys]
+    for name in [account] if account else store.list_accounts():
+        acct = store.account_claims(name)
+        where = f"{store.name}/{name}"
+        out.append((acct.sub, "account", f"account {where}"))
+        out += [(k, "account", f"account {where} signing key") for k in sorted(acct.signing_keys)]
+        if acct.authorization.xkey:
+            out.append((acct.authorization.xkey, "curve", f"account {where} callout xkey"))
+        for u in [user] if user else store.list_users(name):
+            out.append((store.user_claims(name, u).sub, "user", f"user {where}/{u}"))
+    return out
+
+
+def _kind_label(key: str) -> str:
+    try:
+        return nkeys.prefix_of(key).label
+    except NKeyError:
+        return "unknown"
+
+
+def export_keys(
+    ws: Workspace,
+    operator: str,
+    directory: str | os.PathLike[str],
+    *,
+    account: str | None = None,
+    user: str | None = None,
+    kinds: Sequence[str] = ("operator", "account", "user", "curve"),
+    not_referenced: bool = False,
+    key_filter: str = "",
+    remove: bool = False,
+) -> list[KeyFileRow]:
+    """``nsc export keys``: copy seeds of the operator's entities to ``<directory>/<PUB>.nk``
+    (0600, directory 0700): the operator, ``account`` (or every account) and its users (or just
+    ``user``), keeping ``kinds`` and keys containing ``key_filter``; ``not_referenced``: the
+    keystore's keys no entity of this operator uses instead.
+
+    A file already there with the same seed is ``unchanged``; one holding anything else refuses
+    the whole export (a seed is never overwritten). A key without a seed in the keystore is
+    ``no-seed``. ``remove`` deletes each exported seed from the keystore once its copy is
+    verified. Raises :class:`StoreError`; nothing is written on error.
+    """
+    from trustkit.store import fsio
+
+    store = ws.open(operator)
+    found = _collect_keys(store, account, user)
+    if not_referenced:  # against every entity of the operator, whatever account was chosen
+        used = {k for k, _, _ in _collect_keys(store, None, None)}
+        found = [(k, _kind_label(k), "not referenced") for k in ws.keystore.all_keys() if k not in used]
+    wanted = set(kinds)
+    needle = key_filter.upper()
+    keys = [(k, kind, entity) for k, kind, entity in dict.fromkeys(found) if kind in wanted and needle in k]
+    if not keys:
+        raise StoreError("no keys found to export", code="store_not_found")
+    dest = Path(directory)
+    if dest.exists() and not dest.is_dir():
+        raise StoreError(f"{dest} is not a directory", code="store_usage")
+    jobs: list[tuple[str, str, str, Path, str]] = []  # key, kind, entity, file, seed or "" / status
+    rows: list[KeyFileRow] = []
+    seen: set[str] = set()
+    for key, kind, entity in keys:
+        if key in seen:
+            continue
+        seen.add(key)
+        target = dest / f"{key}.nk"
+        kp = ws.keystore.get_key(key)
+        if kp is None:
+            rows.append(KeyFileRow(key, kind, entity, "", "no-seed"))
+            continue
+        existing = fsio.try_read_bytes(target)
+        if existing is not None and existing.strip() != kp.seed.encode():
+            raise StoreError(
+                f"{target} already exists and holds something else: not overwritten",
+                code="store_key_conflict",
+            )
+        jobs.append((key, kind, entity, target, kp.seed if existing is None else ""))
+    for key, kind, entity, target, seed in jobs:
+        status = "unchanged"
+        if seed:
+            fsio.ensure_dir(dest)
+            if not fsio.atomic_create(target, seed.encode(), mode=0o600):
+                if fsio.read_bytes(target).strip() != seed.encode():  # written meanwhile by someone
+                    raise StoreError(
+                        f"{target} appeared meanwhile with other content", code="store_key_conflict"
+                    )
+            status = "exported"
+        if remove:
+            if fsio.read_bytes(target).strip() != ws.key(key, kind).seed.encode():
+                raise StoreError(
+                    f"{target} does not hold the seed of {key}: not removed", code="store_corrupt"
+                )
+            ws.keystore.remove_key(key)
+            status = "moved"
+        rows.append(KeyFileRow(key, kind, entity, str(target), status))
+    return rows
+
+
+def import_keys(
+    ws: Workspace, directory: str | os.PathLike[str], *, recurse: bool = False
+) -> list[KeyFileRow]:
+    """``nsc import keys``: store every ``*.nk`` seed file of ``directory`` (and its
+    subdirectories with ``recurse``) in the keystore (0600).
+
+    Every file is read and checked first: it must hold one seed, and a file named
+    ``<PUB>.nk`` must hold that key's seed. A key already stored is ``unchanged``; a different
+    seed is never overwritten. Raises :class:`StoreError` naming the file; nothing is written
+    on error.
+    """
+    from trustkit.store import fsio
+
+    src = Path(directory)
+    if not src.is_dir():
+        raise StoreError(f"{src} is not a directory", code="store_not_found")
+    files = sorted(src.rglob("*.nk") if recurse else src.glob("*.nk"))
+    files = [f for f in files if f.is_file()]
+    if not files:
+        raise StoreError(f"no nkey (.nk) files found in {src}", code="store_not_found")
+    pairs: list[tuple[Path, KeyPair]] = []
+    for f in files:
+        data = fsio.read_bytes(f).strip()
+        try:
+            kp = KeyPair.from_seed(data)
+        except NKeyError:
+            raise StoreError(f"{f} does not hold a valid seed", code="store_corrupt") from None
+        stem = f.name[: -len(".nk")]
+        if nkeys.is_valid_public_key(stem) and stem != kp.public_key:
+            raise StoreError(f"{f} holds the seed of another key ({kp.public_key})", code="store_corrupt")
+        stored = ws.keystore.get_key(kp.public_key)  # raises for a corrupt stored file
+        if stored is not None and stored.seed != kp.seed:
+            raise StoreError(f"key {kp.public_key} is stored with another seed", code="store_key_conflict")
+        pairs.append((f, kp))
+    rows = []
+    for f, kp in pairs:
+        status = "unchanged" if ws.keystore.has_key(kp.public_key) else "imported"
+        ws.keystore.store_key(kp)
+        rows.append(KeyFileRow(kp.public_key, kp.kind.label, "", str(f), status))
+    return rows

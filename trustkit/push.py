@@ -1,19 +1,29 @@
-"""Pushing account JWTs to running servers over the system account (``$SYS.REQ.CLAIMS.*``).
+"""Talking to running servers over the system account (``$SYS.REQ.CLAIMS.*``).
 
-Every server with a nats-based resolver answers an update once, so a cluster of N returns N
-replies; :func:`push_accounts` reports one row per server and stops waiting as soon as the
-expected number of servers has answered (nsc always waits out the full timeout).
-A pushed revocation takes effect at once: nats-server disconnects the revoked users.
+:class:`SystemClient` is one connection as a (temporary) system-account user. It sends
+account updates, lists the accounts servers hold, deletes accounts, and reads account JWTs back
+(``PACK`` for all of them, ``LOOKUP`` for one), with nats-server's subjects and reply formats:
 
-This module does network I/O (nats-py) and is the edge the CLI's ``push`` uses.
+* ``$SYS.REQ.CLAIMS.UPDATE`` / ``LIST`` / ``DELETE``: every server with a nats-based resolver
+  answers (a plain subscription), so a cluster of N returns N replies; replies are gathered until
+  ``expected_servers`` answered or no reply came for ``timeout`` seconds (nsc always waits out
+  the full timeout).
+* ``$SYS.REQ.CLAIMS.PACK``: one full-resolver server answers (queue group ``responder``) with one
+  message ``<A…>|<jwt>`` per stored account, then an empty message.
+* ``$SYS.REQ.ACCOUNT.<A>.CLAIMS.LOOKUP``: every full-resolver server answers with the raw JWT, or
+  an empty message when it does not hold the account.
+
+Nothing read from a server is trusted here: :func:`trustkit.manage.store_pulled` verifies pulled
+JWTs before anything is written. A pushed revocation takes effect at once: nats-server
+disconnects the revoked users. This module is the network edge (nats-py is imported lazily).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -21,14 +31,41 @@ import orjson
 from trustkit.errors import NetworkError
 from trustkit.jwt.account import AccountClaims
 from trustkit.jwt.decoder import decode
+from trustkit.jwt.generic import GenericClaims
 from trustkit.jwt.types import Permission
 from trustkit.jwt.user import UserClaims
 from trustkit.nkeys import KeyPair, PrefixByte
 
-__all__ = ["PushError", "ServerReply", "push_accounts", "temporary_push_user"]
+__all__ = [
+    "DELETE_SUBJECT",
+    "LIST_SUBJECT",
+    "LOOKUP_SUBJECT",
+    "PACK_SUBJECT",
+    "UPDATE_SUBJECT",
+    "PushError",
+    "ServerList",
+    "ServerReply",
+    "SystemClient",
+    "delete_request",
+    "push_accounts",
+    "temporary_push_user",
+]
 
 UPDATE_SUBJECT = "$SYS.REQ.CLAIMS.UPDATE"
-PUSH_SUBJECTS = ("$SYS.REQ.CLAIMS.LIST", "$SYS.REQ.CLAIMS.UPDATE", "$SYS.REQ.CLAIMS.DELETE")
+LIST_SUBJECT = "$SYS.REQ.CLAIMS.LIST"
+DELETE_SUBJECT = "$SYS.REQ.CLAIMS.DELETE"
+PACK_SUBJECT = "$SYS.REQ.CLAIMS.PACK"
+LOOKUP_SUBJECT = "$SYS.REQ.ACCOUNT.{}.CLAIMS.LOOKUP"
+#: What the temporary system user may publish (nsc allows the subset each command needs).
+PUSH_SUBJECTS = (
+    LIST_SUBJECT,
+    UPDATE_SUBJECT,
+    DELETE_SUBJECT,
+    PACK_SUBJECT,
+    LOOKUP_SUBJECT.format("*"),
+)
+#: nats-py marks a server status message (e.g. 503 "no responders") with this header.
+_STATUS_HEADER = "Status"
 
 
 class PushError(NetworkError):
@@ -37,7 +74,7 @@ class PushError(NetworkError):
 
 @dataclass(frozen=True, slots=True)
 class ServerReply:
-    """One server's answer to one account update."""
+    """One server's answer to one request (an account update, or a delete)."""
 
     account: str
     server: str
@@ -48,6 +85,16 @@ class ServerReply:
     @property
     def ok(self) -> bool:
         return self.code == 200
+
+
+@dataclass(frozen=True, slots=True)
+class ServerList:
+    """One server's answer to ``$SYS.REQ.CLAIMS.LIST``: the account keys it stores."""
+
+    server: str
+    server_id: str
+    accounts: list[str] = field(default_factory=list)
+    error: str = ""
 
 
 def temporary_push_user(
@@ -73,18 +120,274 @@ def temporary_push_user(
     return claims.encode(signer, iat=now), user
 
 
-def _parse_reply(account: str, data: bytes) -> ServerReply:
+def delete_request(accounts: Sequence[str], signer: KeyPair, *, now: int) -> str:
+    """The body of ``$SYS.REQ.CLAIMS.DELETE``: a generic JWT whose issuer and subject are an
+    operator key (identity or signing key), listing the accounts in ``nats.accounts`` (as nsc).
+
+    Raises :class:`PushError` for a non-operator signer or a key that is not an account key.
+    """
+    from trustkit import nkeys
+
+    if signer.kind is not PrefixByte.OPERATOR:
+        raise PushError("an account delete request must be signed by an operator key")
+    for key in accounts:
+        if not nkeys.is_valid_public_key(key, PrefixByte.ACCOUNT):
+            raise PushError(f"{key!r} is not an account public key")
+    claims = GenericClaims(sub=signer.public_key, data={"accounts": list(accounts)})
+    return claims.encode(signer, iat=now)
+
+
+def _doc(data: bytes) -> tuple[dict[str, Any] | None, str, str]:
+    """(parsed reply, server name, server id); the reply is None if it is not a JSON object."""
     try:
         doc: Any = orjson.loads(data)
     except ValueError:
-        return ServerReply(account, "?", "?", 0, f"unparseable reply: {data[:120]!r}")
-    server = doc.get("server") or {}
-    name, sid = str(server.get("name", "?")), str(server.get("id", "?"))
+        return None, "?", "?"
+    if not isinstance(doc, dict):
+        return None, "?", "?"
+    server: dict[str, Any] = doc["server"] if isinstance(doc.get("server"), dict) else {}
+    return doc, str(server.get("name", "?")), str(server.get("id", "?"))
+
+
+def _parse_reply(account: str, data: bytes) -> ServerReply:
+    doc, name, sid = _doc(data)
+    if doc is None:
+        return ServerReply(account, name, sid, 0, f"unparseable reply: {data[:120]!r}")
     if isinstance(doc.get("data"), dict):
         d = doc["data"]
-        return ServerReply(account, name, sid, int(d.get("code", 0)), str(d.get("message", "")))
-    err = doc.get("error") if isinstance(doc.get("error"), dict) else {}
-    return ServerReply(account, name, sid, int(err.get("code", 0)), str(err.get("description", "")))
+        return ServerReply(account, name, sid, _int(d.get("code")), str(d.get("message", "")))
+    err: dict[str, Any] = doc["error"] if isinstance(doc.get("error"), dict) else {}
+    return ServerReply(account, name, sid, _int(err.get("code")), str(err.get("description", "")))
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _parse_list(data: bytes) -> ServerList:
+    doc, name, sid = _doc(data)
+    if doc is None:
+        return ServerList(name, sid, error=f"unparseable reply: {data[:120]!r}")
+    accounts = doc.get("data")
+    if isinstance(accounts, list) and all(isinstance(a, str) for a in accounts):
+        return ServerList(name, sid, list(accounts))
+    err: dict[str, Any] = doc["error"] if isinstance(doc.get("error"), dict) else {}
+    return ServerList(name, sid, error=str(err.get("description", "")) or "reply without an account list")
+
+
+def _is_status(msg: Any) -> bool:
+    """True for a server status message (no responders…), not an answer from a responder."""
+    headers = getattr(msg, "headers", None)
+    return isinstance(headers, dict) and _STATUS_HEADER in headers
+
+
+class SystemClient:
+    """One connection to ``url`` as a system-account user, for the claims requests.
+
+    Use as ``async with SystemClient(url, user_jwt=…, user_key=…) as sc: await sc.update(…)``.
+    ``timeout``: stop gathering replies when none came for this many seconds;
+    ``expected_servers``: stop as soon as this many servers answered each request.
+    Raises :class:`PushError` naming the URL when it cannot connect.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        user_jwt: str,
+        user_key: KeyPair,
+        timeout: float = 1.0,
+        expected_servers: int | None = None,
+        connect_timeout: float = 3.0,
+    ) -> None:
+        self.url = url
+        self.timeout = timeout
+        self.expected_servers = expected_servers
+        self._connect_timeout = connect_timeout
+        self._user_jwt = user_jwt
+        self._seed = user_key.seed.encode()
+        self._nc: Any = None
+
+    async def __aenter__(self) -> SystemClient:
+        import nats  # the network edge only
+
+        seed = self._seed
+
+        def sign(nonce: str) -> bytes:
+            return base64.b64encode(KeyPair.from_seed(seed).sign(nonce.encode()))
+
+        seen: list[str] = []
+
+        async def on_error(exc: Exception) -> None:
+            seen.append(str(exc) or type(exc).__name__)
+
+        try:
+            # nats-py keeps retrying a refused first connect; bound it (and report what it saw)
+            self._nc = await asyncio.wait_for(
+                nats.connect(
+                    self.url,
+                    user_jwt_cb=lambda: self._user_jwt.encode(),
+                    signature_cb=sign,
+                    error_cb=on_error,
+                    allow_reconnect=False,
+                    max_reconnect_attempts=0,
+                    connect_timeout=self._connect_timeout,
+                    name="trustkit system client",
+                ),
+                self._connect_timeout + 0.5,
+            )
+        except Exception as exc:  # nats-py raises many kinds; report them as one error
+            reason = str(exc) or (seen[-1] if seen else type(exc).__name__)
+            raise PushError(f"cannot connect to {self.url}: {reason}") from None
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._nc is not None:
+            await self._nc.close()
+            self._nc = None
+
+    async def _gather(
+        self, requests: Sequence[tuple[str, bytes]], on_answered: Callable[[int], None] | None = None
+    ) -> list[list[bytes]]:
+        """Send every request at once, each with its own reply subject; gather the replies.
+
+        Returns the replies per request (in order). A request whose subject has no responder
+        at all (the server's 503 status) is done at once with no replies. ``on_answered`` gets
+        the number of requests answered so far each time one gets its first reply.
+        """
+        nc = self._nc
+        expected = self.expected_servers
+        replies: list[list[bytes]] = [[] for _ in requests]
+        waiting = set(range(len(requests)))
+        answered: set[int] = set()
+        arrived = asyncio.Event()
+
+        async def on_msg(msg: Any) -> None:
+            try:
+                index = int(msg.subject.rsplit(".", 1)[1])
+                got = replies[index]
+            except (ValueError, IndexError):
+                return  # not a reply to one of our requests
+            if _is_status(msg):
+                waiting.discard(index)  # nobody subscribes to that subject: no answer will come
+            else:
+                if expected is None or len(got) < expected:
+                    got.append(msg.data)
+                if expected is not None and len(got) >= expected:
+                    waiting.discard(index)
+                if index not in answered:
+                    answered.add(index)
+                    if on_answered is not None:
+                        on_answered(len(answered))
+            arrived.set()
+
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox + ".*", cb=on_msg)
+        try:
+            for i, (subject, payload) in enumerate(requests):
+                await nc.publish(subject, payload, reply=f"{inbox}.{i}")
+            await nc.flush()
+            while waiting:
+                arrived.clear()
+                try:
+                    await asyncio.wait_for(arrived.wait(), self.timeout)
+                except TimeoutError:
+                    break
+        finally:
+            await sub.unsubscribe()
+        return replies
+
+    def _silent(self, what: str) -> str:
+        return f"no server answered {what} within {self.timeout}s"
+
+    async def update(
+        self, account_jwts: Sequence[str], on_answered: Callable[[int], None] | None = None
+    ) -> list[ServerReply]:
+        """Send each account JWT to ``$SYS.REQ.CLAIMS.UPDATE``; one row per server per account.
+
+        Rows follow the order of ``account_jwts``; an account no server answered gets a row
+        with code 0. Tokens that are not account JWTs are refused before anything is sent.
+        """
+        accounts = [decode(token, AccountClaims).sub for token in account_jwts]
+        replies = await self._gather(
+            [(UPDATE_SUBJECT, token.encode()) for token in account_jwts], on_answered
+        )
+        results: list[ServerReply] = []
+        for account, got in zip(accounts, replies, strict=True):
+            results.extend(_parse_reply(account, data) for data in got)
+            if not got:
+                results.append(ServerReply(account, "-", "-", 0, self._silent("the update")))
+        return results
+
+    async def list_accounts(self) -> list[ServerList]:
+        """``$SYS.REQ.CLAIMS.LIST``: one row per server that answered (none: an empty list)."""
+        (replies,) = await self._gather([(LIST_SUBJECT, b"")])
+        return [_parse_list(data) for data in replies]
+
+    async def delete(self, request_jwt: str, accounts: Sequence[str]) -> list[ServerReply]:
+        """``$SYS.REQ.CLAIMS.DELETE`` with a request from :func:`delete_request`; one row per
+        server (``account`` lists the keys, comma-separated). The server needs
+        ``allow_delete: true`` in its resolver block, else it answers with an error row."""
+        label = ",".join(accounts)
+        (replies,) = await self._gather([(DELETE_SUBJECT, request_jwt.encode())])
+        rows = [_parse_reply(label, data) for data in replies]
+        return rows or [ServerReply(label, "-", "-", 0, self._silent("the delete request"))]
+
+    async def lookup(self, account: str) -> list[bytes]:
+        """``$SYS.REQ.ACCOUNT.<A>.CLAIMS.LOOKUP``: every server's reply (empty bytes: that
+        server does not hold the account). Unverified bytes; see :func:`trustkit.manage.store_pulled`."""
+        from trustkit import nkeys
+
+        if not nkeys.is_valid_public_key(account, PrefixByte.ACCOUNT):
+            raise PushError(f"{account!r} is not an account public key")
+        (replies,) = await self._gather([(LOOKUP_SUBJECT.format(account), b"")])
+        return replies
+
+    async def pack(self, on_item: Callable[[int], None] | None = None) -> list[tuple[str, str]]:
+        """``$SYS.REQ.CLAIMS.PACK`` with an empty hash: every account JWT one server stores, as
+        unverified ``(account key, token)`` pairs, in the order received.
+
+        Raises :class:`PushError` when nobody answers (no full resolver), when the stream stops
+        for ``timeout`` seconds before its end marker, or for a message that is not ``A…|jwt``.
+        """
+        nc = self._nc
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+
+        async def on_msg(msg: Any) -> None:
+            await queue.put(msg)
+
+        inbox = nc.new_inbox()
+        sub = await nc.subscribe(inbox, cb=on_msg)
+        out: list[tuple[str, str]] = []
+        try:
+            await nc.publish(PACK_SUBJECT, b"", reply=inbox)
+            await nc.flush()
+            while True:
+                try:
+                    msg = await asyncio.wait_for(queue.get(), self.timeout)
+                except TimeoutError:
+                    if out:
+                        raise PushError(
+                            f"{self.url}: the account list stopped after {len(out)} JWT(s) "
+                            f"without its end marker (waited {self.timeout}s)"
+                        ) from None
+                    raise PushError(f"{self.url}: {self._silent(PACK_SUBJECT)}") from None
+                if _is_status(msg):
+                    raise PushError(
+                        f"{self.url}: nobody answers {PACK_SUBJECT} (does a server run a full "
+                        "nats-resolver, and is this the system account?)"
+                    )
+                if not msg.data:
+                    break  # the end of the stream
+                account, sep, token = bytes(msg.data).decode("utf-8", "replace").partition("|")
+                if not sep or "|" in token:
+                    raise PushError(f"{self.url}: a {PACK_SUBJECT} reply is not 'account|jwt'")
+                out.append((account, token))
+                if on_item is not None:
+                    on_item(len(out))
+        finally:
+            await sub.unsubscribe()
+        return out
 
 
 async def push_accounts(
@@ -97,82 +400,16 @@ async def push_accounts(
     expected_servers: int | None = None,
     connect_timeout: float = 3.0,
 ) -> list[ServerReply]:
-    """Send each account JWT to ``$SYS.REQ.CLAIMS.UPDATE``; one reply per server per account.
-
-    All updates are sent at once (each with its own reply subject) and the replies gathered
-    together, so pushing N accounts costs one wait, not N (nsc waits its timeout per account).
-    Gathering stops when every account has ``expected_servers`` replies, or when no reply came
-    for ``timeout`` seconds. Rows follow the order of ``account_jwts``; an account no server
-    answered gets a row with code 0. Raises :class:`PushError` naming the server URL when it
-    cannot connect.
-    """
-    import nats  # the network edge only
-
-    accounts = [decode(token, AccountClaims).sub for token in account_jwts]  # refuse garbage first
-    seed = user_key.seed.encode()
-
-    def sign(nonce: str) -> bytes:
-        return base64.b64encode(KeyPair.from_seed(seed).sign(nonce.encode()))
-
-    seen: list[str] = []
-
-    async def on_error(exc: Exception) -> None:
-        seen.append(str(exc) or type(exc).__name__)
-
-    try:
-        # nats-py keeps retrying a refused first connect; bound it (and report what it saw)
-        nc = await asyncio.wait_for(
-            nats.connect(
-                url,
-                user_jwt_cb=lambda: user_jwt.encode(),
-                signature_cb=sign,
-                error_cb=on_error,
-                allow_reconnect=False,
-                max_reconnect_attempts=0,
-                connect_timeout=connect_timeout,
-                name="trustkit push",
-            ),
-            connect_timeout + 0.5,
-        )
-    except Exception as exc:  # nats-py raises many kinds; report them as one error
-        reason = str(exc) or (seen[-1] if seen else type(exc).__name__)
-        raise PushError(f"cannot connect to {url}: {reason}") from None
-    replies: list[list[bytes]] = [[] for _ in accounts]
-    waiting = set(range(len(accounts)))
-    arrived = asyncio.Event()
-
-    async def on_msg(msg: Any) -> None:
-        if not msg.data:
-            return  # a status message (e.g. a 503 "no responders"), not a server's answer
-        try:
-            index = int(msg.subject.rsplit(".", 1)[1])
-            got = replies[index]
-        except (ValueError, IndexError):
-            return  # not a reply to one of our updates
-        if expected_servers is None or len(got) < expected_servers:
-            got.append(msg.data)
-        if expected_servers is not None and len(got) >= expected_servers:
-            waiting.discard(index)
-        arrived.set()
-
-    try:
-        inbox = nc.new_inbox()
-        sub = await nc.subscribe(inbox + ".*", cb=on_msg)
-        for i, token in enumerate(account_jwts):
-            await nc.publish(UPDATE_SUBJECT, token.encode(), reply=f"{inbox}.{i}")
-        await nc.flush()
-        while expected_servers is None or waiting:
-            arrived.clear()
-            try:
-                await asyncio.wait_for(arrived.wait(), timeout)
-            except TimeoutError:
-                break
-        await sub.unsubscribe()
-    finally:
-        await nc.close()
-    results: list[ServerReply] = []
-    for account, got in zip(accounts, replies, strict=True):
-        results.extend(_parse_reply(account, data) for data in got)
-        if not got:
-            results.append(ServerReply(account, "-", "-", 0, f"no server answered within {timeout}s"))
-    return results
+    """Connect, send each account JWT to ``$SYS.REQ.CLAIMS.UPDATE`` (see
+    :meth:`SystemClient.update`), disconnect. Pushing N accounts costs one wait, not N."""
+    for token in account_jwts:
+        decode(token, AccountClaims)  # refuse garbage before connecting
+    async with SystemClient(
+        url,
+        user_jwt=user_jwt,
+        user_key=user_key,
+        timeout=timeout,
+        expected_servers=expected_servers,
+        connect_timeout=connect_timeout,
+    ) as client:
+        return await client.update(account_jwts)

@@ -41,6 +41,8 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
     "": {
         "init": ("entities", "init_cmd"),
         "push": ("push", "push_cmd"),
+        "pull": ("push", "pull_cmd"),
+        "rotate": ("rotate", "rotate_cmd"),
         "env": ("context", "env_cmd"),
         "expirations": ("check", "expirations_cmd"),
         "validate": ("check", "validate_cmd"),
@@ -49,9 +51,24 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
         "account": ("entities", "add_account_cmd"),
         "user": ("entities", "add_user_cmd"),
         "signing-key": ("edit", "add_signing_key_cmd"),
+        "export": ("sharing", "add_export_cmd"),
+        "import": ("sharing", "add_import_cmd"),
+        "mapping": ("sharing", "add_mapping_cmd"),
     },
-    "edit": {"account": ("edit", "edit_account_cmd")},
-    "delete": {"user": ("edit", "delete_user_cmd")},
+    "edit": {
+        "account": ("edit", "edit_account_cmd"),
+        "export": ("sharing", "edit_export_cmd"),
+        "operator": ("edit", "edit_operator_cmd"),
+        "user": ("edit", "edit_user_cmd"),
+        "signing-key": ("edit", "edit_signing_key_cmd"),
+        "authcallout": ("edit", "edit_authcallout_cmd"),
+    },
+    "delete": {
+        "user": ("edit", "delete_user_cmd"),
+        "export": ("sharing", "delete_export_cmd"),
+        "import": ("sharing", "delete_import_cmd"),
+        "mapping": ("sharing", "delete_mapping_cmd"),
+    },
     "describe": {
         "jwt": ("describe", "describe_jwt_cmd"),
         "operator": ("describe", "describe_operator_cmd"),
@@ -68,11 +85,19 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
         "nkey": ("keys", "generate_nkey_cmd"),
         "creds": ("entities", "generate_creds_cmd"),
         "config": ("entities", "generate_config_cmd"),
+        "activation": ("sharing", "generate_activation_cmd"),
     },
     "revocations": {
         "add-user": ("push", "revocations_add_user_cmd"),
         "list-users": ("push", "revocations_list_users_cmd"),
         "delete-user": ("push", "revocations_delete_user_cmd"),
+        "add-activation": ("sharing", "revocations_add_activation_cmd"),
+        "list-activations": ("sharing", "revocations_list_activations_cmd"),
+        "delete-activation": ("sharing", "revocations_delete_activation_cmd"),
+    },
+    "keys": {
+        "export": ("keys", "keys_export_cmd"),
+        "import": ("keys", "keys_import_cmd"),
     },
     "select": {
         "operator": ("context", "select_operator_cmd"),
@@ -81,13 +106,14 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 GROUP_HELP = {
-    "add": "Add accounts, users and scoped signing keys.",
-    "edit": "Edit accounts: limits, JetStream, signing keys.",
-    "delete": "Delete users (optionally revoking them).",
+    "add": "Add accounts, users, scoped signing keys, exports, imports and mappings.",
+    "edit": "Edit the operator, accounts, users, signing keys, auth callout and exports.",
+    "delete": "Delete users (optionally revoking them), exports, imports and mappings.",
     "describe": "Describe JWTs: a file, or an operator, account or user of the store.",
     "list": "List operators, accounts, users and keys.",
-    "generate": "Generate keys, creds and configs.",
-    "revocations": "Revoke users, list and remove revocations.",
+    "generate": "Generate keys, creds, configs and activations.",
+    "revocations": "Revoke users and activations, list and remove revocations.",
+    "keys": "Export and import seeds (nsc export keys / import keys).",
     "select": "Set the current operator or account (the context).",
 }
 

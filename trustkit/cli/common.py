@@ -121,3 +121,157 @@ def permission_args(
         "response_ttl_ns": parse_duration_ns(response_ttl),
         "bearer": bearer,
     }
+
+
+# --- the permission/limit flags of `edit user` and `edit signing-key` (nsc UserPermissionLimits) --
+
+Strings = list[str] | None
+AllowPub = Annotated[Strings, typer.Option("--allow-pub", help="Add subjects to publish.")]
+AllowSub = Annotated[Strings, typer.Option("--allow-sub", help="Add subjects to subscribe.")]
+AllowPubsub = Annotated[Strings, typer.Option("--allow-pubsub", help="Add subjects to both.")]
+DenyPub = Annotated[Strings, typer.Option("--deny-pub", help="Add subjects denied for publish.")]
+DenySub = Annotated[Strings, typer.Option("--deny-sub", help="Add subjects denied for subscribe.")]
+DenyPubsub = Annotated[Strings, typer.Option("--deny-pubsub", help="Add subjects denied for both.")]
+RmPerm = Annotated[Strings, typer.Option("--rm", help="Remove a subject from every allow/deny list.")]
+AllowPubResponse = Annotated[
+    int | None, typer.Option("--allow-pub-response", help="Allow N responses to received requests.")
+]
+ResponseTtl = Annotated[str | None, typer.Option("--response-ttl", help="How long responses may be sent.")]
+RmResponsePerms = Annotated[bool, typer.Option("--rm-response-perms", help="Remove the response permission.")]
+Bearer = Annotated[
+    bool | None, typer.Option("--bearer/--no-bearer", help="Bearer token (no nonce signature), or not.")
+]
+SourceNetwork = Annotated[Strings, typer.Option("--source-network", help="Add a source network (CIDR).")]
+RmSourceNetwork = Annotated[Strings, typer.Option("--rm-source-network", help="Remove a source network.")]
+TimeOpt = Annotated[Strings, typer.Option("--time", help="Add a connect window hh:mm:ss-hh:mm:ss.")]
+RmTime = Annotated[Strings, typer.Option("--rm-time", help="Remove the window starting at hh:mm:ss.")]
+Locale = Annotated[str | None, typer.Option("--locale", help="IANA time zone of the windows.")]
+ConnType = Annotated[
+    Strings,
+    typer.Option("--conn-type", help="Allow a connection type (STANDARD, WEBSOCKET, LEAFNODE, MQTT…)."),
+]
+RmConnType = Annotated[Strings, typer.Option("--rm-conn-type", help="Remove an allowed connection type.")]
+SubsOpt = Annotated[str | None, typer.Option("--subs", help="Max subscriptions (-1 = unlimited).")]
+DataOpt = Annotated[str | None, typer.Option("--data", help="Max data bytes (-1 = unlimited; 1G…).")]
+PayloadOpt = Annotated[str | None, typer.Option("--payload", help="Max payload bytes (-1 = unlimited).")]
+
+
+def _time_range(text: str) -> tuple[str, str]:
+    start, sep, end = text.partition("-")
+    if not sep or not all(len(t) == 8 and t[2] == t[5] == ":" for t in (start, end)):
+        from trustkit.cli.output import fail
+
+        fail(f"--time {text!r} is not a time range hh:mm:ss-hh:mm:ss", 2)
+    return start, end
+
+
+def permission_edit(
+    allow_pub: Strings,
+    allow_sub: Strings,
+    allow_pubsub: Strings,
+    deny_pub: Strings,
+    deny_sub: Strings,
+    deny_pubsub: Strings,
+    rm: Strings,
+    allow_pub_response: int | None,
+    response_ttl: str | None,
+    rm_response_perms: bool,
+    bearer: bool | None,
+    source_network: Strings,
+    rm_source_network: Strings,
+    time_ranges: Strings,
+    rm_time: Strings,
+    locale: str | None,
+    conn_type: Strings,
+    rm_conn_type: Strings,
+    subs: str | None,
+    data: str | None,
+    payload: str | None,
+) -> Any:
+    """The flags above as a :class:`trustkit.manage.PermissionEdit` (``--allow-pubsub`` counts
+    for both directions; comma-separated values are split, as nsc's string slices)."""
+    from trustkit.manage import PermissionEdit
+
+    def split(values: Strings) -> list[str]:
+        return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+
+    both_allow, both_deny = split(allow_pubsub), split(deny_pubsub)
+    return PermissionEdit(
+        allow_pub=[*split(allow_pub), *both_allow],
+        allow_sub=[*split(allow_sub), *both_allow],
+        deny_pub=[*split(deny_pub), *both_deny],
+        deny_sub=[*split(deny_sub), *both_deny],
+        remove=split(rm),
+        allow_pub_response=allow_pub_response,
+        response_ttl_ns=parse_duration_ns(response_ttl) if response_ttl else None,
+        remove_response=rm_response_perms,
+        bearer=bearer,
+        source_networks=split(source_network),
+        remove_source_networks=split(rm_source_network),
+        times=[_time_range(t) for t in split(time_ranges)],
+        remove_times=split(rm_time),
+        locale=locale,
+        conn_types=split(conn_type),
+        remove_conn_types=split(rm_conn_type),
+        subs=parse_size(subs),
+        data=parse_size(data),
+        payload=parse_size(payload),
+    )
+
+
+# --- progress bars ------------------------------------------------------------------------------
+
+#: Progress bars appear for at least this many entities (a bar for two would only flicker).
+PROGRESS_MIN = 5
+
+
+class Progress:
+    """A progress bar on stderr, called with ``(done, total)`` as work advances.
+
+    It shows only when ``stream`` (default stderr) is a terminal, ``--json`` was not asked for,
+    and the total is unknown (``None``) or at least :data:`PROGRESS_MIN`; otherwise calls do
+    nothing, so scripts and pipes never see control characters. rich is imported only when a
+    bar is really drawn, and the bar is removed when the work is done.
+    """
+
+    def __init__(self, label: str, *, as_json: bool, stream: Any = None) -> None:
+        import sys
+
+        self.label = label
+        self.stream = sys.stderr if stream is None else stream
+        self.enabled = not as_json and bool(getattr(self.stream, "isatty", lambda: False)())
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    @property
+    def shown(self) -> bool:
+        return self._bar is not None
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        if not self.enabled:
+            return
+        if self._bar is None:
+            if total is not None and total < PROGRESS_MIN:
+                return
+            from rich.console import Console  # only for a terminal: keeps scripted calls fast
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                console=Console(file=self.stream),
+                transient=True,
+            )
+            self._task = self._bar.add_task(self.label, total=total)
+            self._bar.start()
+        self._bar.update(self._task, completed=done, total=total)

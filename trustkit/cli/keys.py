@@ -1,4 +1,4 @@
-"""``generate nkey``."""
+"""``generate nkey``, ``keys export``, ``keys import``."""
 
 from __future__ import annotations
 
@@ -6,7 +6,16 @@ from typing import Annotated
 
 import typer
 
-from trustkit.cli.common import JsonFlag
+from trustkit.cli.common import (
+    ConfigDir,
+    DataDir,
+    JsonFlag,
+    KeystoreDir,
+    OperatorOpt,
+    pick_account,
+    pick_operator,
+    workspace,
+)
 from trustkit.cli.output import emit, fail
 
 
@@ -41,3 +50,86 @@ def generate_nkey_cmd(
         fail("refusing to generate a key whose seed would be lost: add --show-seeds to print it", 2)
     kp = KeyPair.generate(chosen[0])
     emit({"kind": kp.kind.label, "public_key": kp.public_key, "seed": kp.seed}, as_json=as_json)
+
+
+def keys_export_cmd(
+    directory: Annotated[
+        str, typer.Option("--dir", "-d", help="Directory to write <PUB>.nk files to (0600).")
+    ],
+    all_keys: Annotated[
+        bool,
+        typer.Option(
+            "--all", "-A", help="Operator, every account and every user (not just the current account)."
+        ),
+    ] = False,
+    account: Annotated[str | None, typer.Option("--account", help="Only this account and its users.")] = None,
+    user: Annotated[str | None, typer.Option("--user", help="Only this user.")] = None,
+    operators: Annotated[bool, typer.Option("--operators", "-o", help="Export operator keys.")] = False,
+    accounts: Annotated[bool, typer.Option("--accounts", "-a", help="Export account keys.")] = False,
+    users: Annotated[bool, typer.Option("--users", "-u", help="Export user keys.")] = False,
+    curves: Annotated[bool, typer.Option("--curves", help="Export curve (xkey) keys.")] = False,
+    key_filter: Annotated[str, typer.Option("--filter", "-f", help="Only keys containing this text.")] = "",
+    not_referenced: Annotated[
+        bool, typer.Option("--not-referenced", help="Keys of the keystore no entity of the operator uses.")
+    ] = False,
+    remove: Annotated[
+        bool, typer.Option("--remove", "-R", help="Delete each seed from the keystore once exported.")
+    ] = False,
+    operator: OperatorOpt = None,
+    config_dir: ConfigDir = None,
+    data_dir: DataDir = None,
+    keystore_dir: KeystoreDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Export seeds of the operator's entities to a directory (as `nsc export keys`).
+
+    By default: the operator, the current account and its users; --all: every account.
+    --operators/--accounts/--users/--curves choose kinds (then every account unless --account).
+    A seed already exported is left as it is; a file holding anything else is never overwritten.
+    The output names keys and files, never seeds."""
+    from trustkit.errors import StoreError
+    from trustkit.manage import export_keys
+
+    ws = workspace(config_dir, data_dir, keystore_dir)
+    op = pick_operator(ws, operator)
+    kinds = [
+        k
+        for k, on in (("operator", operators), ("account", accounts), ("user", users), ("curve", curves))
+        if on
+    ]
+    if not kinds and not all_keys and account is None:
+        try:  # nsc: no kind chosen = the current account's keys
+            account = pick_account(ws, op, None)
+        except StoreError:
+            account = None
+    rows = export_keys(
+        ws,
+        op,
+        directory,
+        account=account,
+        user=user,
+        kinds=kinds or ("operator", "account", "user", "curve"),
+        not_referenced=not_referenced,
+        key_filter=key_filter,
+        remove=remove,
+    )
+    emit([r.to_json() for r in rows], as_json=as_json, title=f"keys exported to {directory}")
+
+
+def keys_import_cmd(
+    directory: Annotated[str, typer.Option("--dir", "-d", help="Directory holding .nk seed files.")],
+    recurse: Annotated[bool, typer.Option("--recurse", "-R", help="Also read subdirectories.")] = False,
+    config_dir: ConfigDir = None,
+    data_dir: DataDir = None,
+    keystore_dir: KeystoreDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Import every .nk seed file of a directory into the keystore (as `nsc import keys`).
+
+    Every file is checked before anything is stored; a stored key is never replaced by a
+    different seed. The output names keys and files, never seeds."""
+    from trustkit.manage import import_keys
+
+    ws = workspace(config_dir, data_dir, keystore_dir)
+    rows = import_keys(ws, directory, recurse=recurse)
+    emit([r.to_json() for r in rows], as_json=as_json, title=f"keys imported from {directory}")

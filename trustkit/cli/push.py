@@ -1,8 +1,8 @@
-"""``push`` and ``revocations``: apply store changes to running servers."""
+"""``push``, ``pull`` and ``revocations``: exchange account JWTs with running servers."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -13,6 +13,7 @@ from trustkit.cli.common import (
     JsonFlag,
     KeystoreDir,
     OperatorOpt,
+    Progress,
     now,
     pick_account,
     pick_operator,
@@ -20,57 +21,239 @@ from trustkit.cli.common import (
 )
 from trustkit.cli.output import emit, fail
 
+UrlOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--account-jwt-server-url",
+        "-u",
+        help="nats:// URL (default: the operator's account server URL, else its first service URL).",
+    ),
+]
+TimeoutOpt = Annotated[
+    float, typer.Option("--timeout", help="Stop waiting for replies after this many seconds without one.")
+]
+ServersOpt = Annotated[
+    int | None, typer.Option("--servers", help="Stop waiting once this many servers answered.")
+]
+SystemAccountOpt = Annotated[
+    str | None,
+    typer.Option("--system-account", help="System account (name or key; default: the operator's)."),
+]
+SystemUserOpt = Annotated[
+    str | None,
+    typer.Option("--system-user", help="Connect as this system-account user (default: a temporary one)."),
+]
+
+
+def _row(action: str, account: str, server: str, code: int, message: str) -> dict[str, Any]:
+    return {"action": action, "account": account, "server": server, "code": code, "message": message}
+
 
 def push_cmd(
     all_accounts: Annotated[bool, typer.Option("--all", "-A", help="Push every account.")] = False,
     account: AccountOpt = None,
-    url: Annotated[str | None, typer.Option("--account-jwt-server-url", "-u", help="nats:// URL.")] = None,
-    timeout: Annotated[
-        float, typer.Option("--timeout", help="Stop waiting for replies after this many seconds without one.")
-    ] = 1.0,
-    servers: Annotated[
-        int | None, typer.Option("--servers", help="Stop waiting once this many servers answered.")
+    url: UrlOpt = None,
+    prune: Annotated[
+        bool,
+        typer.Option(
+            "--prune",
+            "-P",
+            help="Delete accounts the servers hold that are not in the store (needs allow_delete).",
+        ),
+    ] = False,
+    account_removal: Annotated[
+        str | None,
+        typer.Option(
+            "--account-removal",
+            "-R",
+            help="Delete this account (name or key) from the servers (needs allow_delete).",
+        ),
     ] = None,
+    diff: Annotated[
+        bool, typer.Option("--diff", "-D", help="List the accounts servers hold that are not in the store.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", "-F", help="Push accounts with validation problems too.")
+    ] = False,
+    timeout: TimeoutOpt = 1.0,
+    servers: ServersOpt = None,
+    system_account: SystemAccountOpt = None,
+    system_user: SystemUserOpt = None,
     operator: OperatorOpt = None,
     config_dir: ConfigDir = None,
     data_dir: DataDir = None,
     keystore_dir: KeystoreDir = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Push account JWTs to servers with a nats-based resolver; one row per server that answered."""
+    """Push account JWTs to servers with a nats-based resolver; one row per server that answered.
+
+    Accounts with validation problems, or not signed by the operator, are refused unless --force.
+    --diff lists the accounts servers hold that the store does not (nothing is deleted).
+
+    --prune deletes, after the push, every account a server holds that is not in the store;
+    --account-removal deletes one account. Both send an operator-signed request to
+    $SYS.REQ.CLAIMS.DELETE, which nats-server honours only with allow_delete: true in its
+    resolver block. With either of them, accounts are pushed only with --all or --account."""
     import asyncio
 
-    from trustkit.manage import push_user
-    from trustkit.push import push_accounts
+    from trustkit.manage import (
+        account_public_key,
+        check_pushable,
+        operator_request_key,
+        prune_candidates,
+        push_user,
+        server_url,
+    )
+    from trustkit.push import SystemClient, delete_request
+
+    if sum(map(bool, (prune, account_removal, diff))) > 1:
+        fail("--prune, --account-removal and --diff are mutually exclusive", 2)
+    ws = workspace(config_dir, data_dir, keystore_dir)
+    op = pick_operator(ws, operator)
+    store = ws.open(op)
+    target = server_url(store, url)
+    if all_accounts:
+        names = store.list_accounts()
+    elif account or not (prune or account_removal or diff):
+        names = [pick_account(ws, op, account)]
+    else:
+        names = []
+    removal = account_public_key(ws, op, account_removal) if account_removal else None
+    if not force:
+        check_pushable(ws, op, names, now=now())
+    tokens = [store.read_account_jwt(n) for n in names]
+    by_key = {store.account_claims(n).sub: n for n in names}
+    t = now()
+    user_jwt, user_key = push_user(ws, op, now=t, system_account=system_account, system_user=system_user)
+    request_key = operator_request_key(ws, op) if prune or removal else None
+
+    async def run() -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        async with SystemClient(
+            target, user_jwt=user_jwt, user_key=user_key, timeout=timeout, expected_servers=servers
+        ) as client:
+            if tokens:
+                with Progress("push", as_json=as_json) as bar:
+                    rows = await client.update(tokens, lambda done: bar(done, len(tokens)))
+                out += [
+                    _row("update", by_key.get(r.account, r.account), r.server, r.code, r.message)
+                    for r in rows
+                ]
+            doomed: list[str] = []
+            listed = -1
+            if prune or diff:
+                lists = await client.list_accounts()
+                listed = len(lists)
+                out += [
+                    _row(
+                        "list", "", s.server, 0 if s.error else 200, s.error or f"{len(s.accounts)} accounts"
+                    )
+                    for s in lists
+                ]
+                if not lists:
+                    out.append(
+                        _row("list", "", "-", 0, f"no server answered the account list within {timeout}s")
+                    )
+                    return out
+                doomed = prune_candidates(ws, op, [s.accounts for s in lists if not s.error])
+                if diff:
+                    out += [_row("diff", key, "-", 200, "only on the server") for key in doomed]
+                    return out
+                if not doomed:
+                    out.append(_row("prune", "", "-", 200, "nothing to prune"))
+            elif removal:
+                doomed = [removal]
+            if doomed:
+                assert request_key is not None
+                request = delete_request(doomed, request_key, now=now())
+                rows = await client.delete(request, doomed)
+                out += [_row("delete", r.account, r.server, r.code, r.message) for r in rows]
+                answered = sum(1 for r in rows if r.server != "-")
+                if listed > 0 and answered != listed:
+                    out.append(
+                        _row(
+                            "delete", ",".join(doomed), "-", 0,
+                            f"{answered} server(s) answered the delete, {listed} the list: "
+                            "accounts may not be deleted everywhere",
+                        )
+                    )  # fmt: skip
+        return out
+
+    rows = asyncio.run(run())
+    emit(rows, as_json=as_json, title=f"push to {target}")
+    if any(r["code"] != 200 for r in rows):
+        raise typer.Exit(7)
+
+
+def pull_cmd(
+    all_accounts: Annotated[
+        bool, typer.Option("--all", "-A", help="Pull every account the servers hold.")
+    ] = False,
+    account: AccountOpt = None,
+    url: UrlOpt = None,
+    overwrite_newer: Annotated[
+        bool,
+        typer.Option("--overwrite-newer", "-F", help="Also replace stored JWTs newer than the server's."),
+    ] = False,
+    timeout: TimeoutOpt = 1.0,
+    servers: ServersOpt = None,
+    system_account: SystemAccountOpt = None,
+    system_user: SystemUserOpt = None,
+    operator: OperatorOpt = None,
+    config_dir: ConfigDir = None,
+    data_dir: DataDir = None,
+    keystore_dir: KeystoreDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Pull account JWTs from servers with a full nats-based resolver into the store.
+
+    --all reads every account ($SYS.REQ.CLAIMS.PACK), else one (--account, by name or key;
+    $SYS.REQ.ACCOUNT.<A>.CLAIMS.LOOKUP). Every JWT is verified first (an account JWT of that
+    key, issued by the operator or one of its signing keys, valid); if any is refused nothing is
+    written. A JWT is written when it is newer (iat) than the stored one. One row per account."""
+    import asyncio
+
+    from trustkit import nkeys
+    from trustkit.errors import TokenError, exit_status
+    from trustkit.manage import push_user, server_url, store_pulled
+    from trustkit.nkeys import PrefixByte
+    from trustkit.push import PushError, SystemClient
 
     ws = workspace(config_dir, data_dir, keystore_dir)
     op = pick_operator(ws, operator)
     store = ws.open(op)
-    op_claims = store.operator_claims()
-    target = url or (op_claims.operator_service_urls[0] if op_claims.operator_service_urls else None)
-    if not target:
-        fail("no server URL: pass -u nats://host:port or set the operator's service URL", 2)
-    names = store.list_accounts() if all_accounts else [pick_account(ws, op, account)]
-    user_jwt, user_key = push_user(ws, op, now=now())
-    tokens = [store.read_account_jwt(n) for n in names]
-    rows = asyncio.run(
-        push_accounts(
-            target, tokens, user_jwt=user_jwt, user_key=user_key, timeout=timeout, expected_servers=servers
+    target = server_url(store, url)
+    key = None
+    if not all_accounts:
+        name = pick_account(ws, op, account)
+        key = name if nkeys.is_valid_public_key(name, PrefixByte.ACCOUNT) else store.account_claims(name).sub
+    user_jwt, user_key = push_user(ws, op, now=now(), system_account=system_account, system_user=system_user)
+
+    async def run() -> list[tuple[str, str]]:
+        async with SystemClient(
+            target, user_jwt=user_jwt, user_key=user_key, timeout=timeout, expected_servers=servers
+        ) as client:
+            if key is None:
+                with Progress("pull", as_json=as_json) as bar:
+                    return await client.pack(lambda done: bar(done))
+            replies = await client.lookup(key)
+        if not replies:
+            raise PushError(f"no server at {target} answered the lookup of {key} within {timeout}s")
+        found = [(key, data.decode("utf-8", "replace")) for data in replies if data]
+        if not found:
+            raise PushError(f"no server at {target} holds account {account or key}")
+        return found
+
+    tokens = asyncio.run(run())
+    report = store_pulled(ws, op, tokens, now=now(), overwrite_newer=overwrite_newer)
+    emit([r.to_json() for r in report.rows], as_json=as_json, title=f"pull from {target}")
+    if report.refused:
+        first = report.refused[0]
+        fail(
+            f"refused {len(report.refused)} JWT(s) from {target} ({first.account or first.public_key}: "
+            f"{first.message}); nothing was written",
+            exit_status(TokenError("")),
         )
-    )
-    by_key = {store.account_claims(n).sub: n for n in names}
-    out = [
-        {
-            "account": by_key.get(r.account, r.account),
-            "server": r.server,
-            "code": r.code,
-            "message": r.message,
-        }
-        for r in rows
-    ]
-    emit(out, as_json=as_json, title=f"push to {target}")
-    if any(r.code != 200 for r in rows):
-        raise typer.Exit(7)
 
 
 def revocations_add_user_cmd(
