@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from broker.tls import TLSConfig, TLSConfigError, parse_tls
 from trustkit.errors import BrokerError
 
 __all__ = ["BrokerConfig", "ConfigError", "parse_conf"]
@@ -165,6 +166,12 @@ class BrokerConfig:
     resolver: str | None = None  # None (no auth), "memory", "full", "cache"
     resolver_dir: Path | None = None
     allow_delete: bool = False
+    # the rest of the resolver block, read and checked as nats-server does (opts.go); a single
+    # node has no peers to sync with or fetch from, so interval and timeout change nothing
+    hard_delete: bool = False
+    resolver_limit: int = 0  # full: 0 = unlimited; cache: 0 = 1000
+    resolver_interval: float = 60.0
+    resolver_timeout: float = 1.9
     preload: dict[str, str] = field(default_factory=dict)
     max_payload: int = 1024 * 1024
     max_control_line: int = 4096
@@ -173,6 +180,7 @@ class BrokerConfig:
     ping_interval: float = 120.0
     ping_max: int = 2
     auth_timeout: float = 2.0
+    tls: TLSConfig | None = None
 
     @property
     def operator_mode(self) -> bool:
@@ -204,6 +212,12 @@ class BrokerConfig:
             raise ConfigError("resolver_preload needs a resolver (MEMORY, full or cache)")
         if cfg.operator_mode and cfg.resolver is None:
             raise ConfigError("operator mode needs a resolver (resolver: MEMORY or a resolver block)")
+        if cfg.max_payload > cfg.max_pending:  # nats-server validateOptions
+            raise ConfigError(
+                f"max_payload ({cfg.max_payload}) cannot be higher than max_pending ({cfg.max_pending})"
+            )
+        if cfg.tls is not None:
+            cfg.auth_timeout = cfg.tls.timeout + 1.0  # nats-server getDefaultAuthTimeout
         return cfg
 
 
@@ -246,18 +260,61 @@ def _resolver(cfg: BrokerConfig, value: Any, base: Path) -> None:
             cfg.resolver = "memory" if t.startswith("mem") else t
         elif k == "dir":
             cfg.resolver_dir = base / str(v)
-        elif k == "allow_delete":
-            cfg.allow_delete = bool(v)
-        elif k in ("interval", "timeout", "ttl", "limit", "hard_delete"):
-            pass  # cluster sync and cache tuning: single-node broker, nothing to tune
+        elif k in ("allow_delete", "hard_delete"):
+            if not isinstance(v, bool):
+                raise ConfigError(f"resolver {k} must be true or false, got {v!r}")
+            setattr(cfg, k, v)
+        elif k == "limit":
+            cfg.resolver_limit = _int("resolver limit", v)
+        elif k in ("interval", "timeout", "ttl"):
+            seconds = _go_duration(f"resolver {k}", v)
+            if k == "interval":
+                cfg.resolver_interval = seconds if seconds > 0 else 60.0  # nats-server: <= 0 is 1m
+            elif k == "timeout":
+                if seconds <= 0:
+                    raise ConfigError(f"resolver timeout must be positive, got {v!r}")
+                cfg.resolver_timeout = seconds
         else:
             raise ConfigError(f"resolver key {k!r} is not supported by trustkit-broker")
+    # nats-server's per-type rules (opts.go parseAccountResolver)
+    if cfg.resolver == "cache":
+        if "interval" in value and _go_duration("resolver interval", value["interval"]) != 0:
+            raise ConfigError("resolver: CACHE does not accept sync")
+        for k in ("allow_delete", "hard_delete"):
+            if k in value:
+                raise ConfigError(f"resolver: CACHE does not accept {k}")
+    elif cfg.resolver == "full":
+        if "ttl" in value:
+            raise ConfigError("resolver: FULL does not accept ttl")
+        if "hard_delete" in value and not cfg.allow_delete:
+            raise ConfigError("resolver: hard_delete has no effect without delete")
+
+
+def _go_duration(key: str, value: Any) -> float:
+    """A Go duration string (``time.ParseDuration``: ``1.9s``, ``2m``, ``1h30m``, ``500ms``) in seconds."""
+    text = value.strip() if isinstance(value, str) else ""
+    sign = -1.0 if text.startswith("-") else 1.0
+    text = text[1:] if len(text) > 1 and text[0] in "+-" else text
+    if text == "0":
+        return 0.0
+    parts = re.findall(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)", text)
+    if not text or "".join(n + u for n, u in parts) != text:
+        raise ConfigError(f"{key} must be a duration like \"2m\" or \"1.9s\", got {value!r}")
+    scale = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+    return sign * sum(float(n) * scale[u] for n, u in parts)
 
 
 def _preload(cfg: BrokerConfig, value: Any, base: Path) -> None:
     if not isinstance(value, dict):
         raise ConfigError("resolver_preload must be a map of account key to JWT")
     cfg.preload.update({k.upper(): str(v) for k, v in value.items()})
+
+
+def _tls(cfg: BrokerConfig, value: Any, base: Path) -> None:
+    try:
+        cfg.tls = parse_tls(value, base)
+    except TLSConfigError as exc:
+        raise ConfigError(exc.message) from None
 
 
 def _set(name: str, conv: Any = None) -> Any:
@@ -284,6 +341,7 @@ _KEYS: dict[str, Any] = {
     "max_connections": _set("max_connections", _int),
     "ping_max": _set("ping_max", _int),
     "ping_interval": None,  # filled below
+    "tls": _tls,
 }
 
 

@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from broker.tls import tls_version
+
 if TYPE_CHECKING:
-    from broker.server import Broker
+    from broker.server import Broker, Conn
 
 
 def _ts(t: float) -> str:
@@ -34,6 +36,9 @@ def varz(b: Broker) -> dict[str, Any]:
         "max_payload": b.config.max_payload,
         "max_pending": b.config.max_pending,
         "auth_required": b.config.operator_mode,
+        "tls_required": b.config.tls is not None,
+        "tls_verify": b.config.tls is not None and b.config.tls.verify,
+        "tls_timeout": b.config.tls.timeout if b.config.tls is not None else 0,
         "connections": len(live),
         "total_connections": b.total_connections,
         "subscriptions": sum(len(c.subs) for c in live),
@@ -48,6 +53,37 @@ def varz(b: Broker) -> dict[str, Any]:
     }
 
 
+def _conn(c: Conn) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "cid": c.cid,
+        "ip": c.client_ip,
+        "account": c.account.key if c.account else None,
+        "name": c.name,
+        "lang": c.lang,
+        "version": c.version,
+        "start": _ts(c.started),
+        "subscriptions": len(c.subs),
+        "in_msgs": c.in_msgs,
+        "in_bytes": c.in_bytes,
+        "out_msgs": c.out_msgs,
+        "out_bytes": c.out_bytes,
+        "pending_bytes": c.transport.get_write_buffer_size() if c.transport else 0,
+        "authorized_user": c.grant.user_key if c.grant else None,
+        # trustkit's data limits (docs/broker.md): bytes counted against the user's and the
+        # account's ``data`` limit; -1 is unlimited. in_bytes also counts refused publishes.
+        "data_used": c.data_used,
+        "data_limit": c.data_limit,
+        "account_data_used": c.account.data_used if c.account else 0,
+        "account_data_limit": c.account.data_limit if c.account else -1,
+    }
+    ssl_object = c.transport.get_extra_info("ssl_object") if c.transport and not c.tls_pending else None
+    if ssl_object is not None:
+        cipher = ssl_object.cipher()
+        out["tls_version"] = tls_version(ssl_object)
+        out["tls_cipher_suite"] = cipher[0] if cipher else ""
+    return out
+
+
 def connz(b: Broker) -> dict[str, Any]:
     conns = sorted(b.conns, key=lambda c: c.cid)
     return {
@@ -55,25 +91,7 @@ def connz(b: Broker) -> dict[str, Any]:
         "now": _ts(time.time()),
         "num_connections": len(conns),
         "total": len(conns),
-        "connections": [
-            {
-                "cid": c.cid,
-                "ip": c.client_ip,
-                "account": c.account.key if c.account else None,
-                "name": c.name,
-                "lang": c.lang,
-                "version": c.version,
-                "start": _ts(c.started),
-                "subscriptions": len(c.subs),
-                "in_msgs": c.in_msgs,
-                "in_bytes": c.in_bytes,
-                "out_msgs": c.out_msgs,
-                "out_bytes": c.out_bytes,
-                "pending_bytes": c.transport.get_write_buffer_size() if c.transport else 0,
-                "authorized_user": c.grant.user_key if c.grant else None,
-            }
-            for c in conns
-        ],
+        "connections": [_conn(c) for c in conns],
     }
 
 

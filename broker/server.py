@@ -15,30 +15,29 @@ from __future__ import annotations
 import asyncio
 import base64
 import secrets
+import ssl
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
-
-import orjson
 
 from broker import protocol as P
 from broker.config import BrokerConfig
 from broker.router import Router, Subscription
+from broker.system import SystemRequests
+from broker.tls import TLSConfig
 from trustkit import subject as subjects
 from trustkit.errors import AuthorizationError, TrustkitError
 from trustkit.jwt.account import AccountClaims
 from trustkit.nkeys import KeyPair, PrefixByte
 from trustkit.resolver import MemoryResolver
-from trustkit.store.fsio import atomic_write
-from trustkit.trust import Grant, TrustedOperators, authorize_user, verify_account
+from trustkit.trust import Grant, TrustedOperators, authorize_user
 
 __all__ = ["Broker"]
 
 VERSION = "2.10.0-trustkit"
-CLAIMS_UPDATE = "$SYS.REQ.CLAIMS.UPDATE"
 GLOBAL_ACCOUNT = "$G"
 NO_LIMIT = -1
+WRITE_DEADLINE = 10.0  # seconds, nats-server's default write_deadline
 
 
 def go_quote(s: str) -> str:
@@ -79,15 +78,31 @@ def _min_limit(*values: int) -> int:
 
 
 class Account:
-    """One account's subject space and connections."""
+    """One account's subject space and connections.
 
-    __slots__ = ("claims", "conns", "key", "router")
+    ``data_used`` counts the payload bytes (headers included) its clients published since the
+    broker started; ``data_limit`` is the account JWT's ``data`` limit, kept in step with
+    ``claims`` so that a pushed JWT applies to the next publish.
+    """
+
+    __slots__ = ("_claims", "conns", "data_limit", "data_used", "key", "router")
 
     def __init__(self, key: str, claims: AccountClaims | None) -> None:
         self.key = key
+        self.data_limit = NO_LIMIT
+        self.data_used = 0
         self.claims = claims
         self.router = Router()
         self.conns: set[Conn] = set()
+
+    @property
+    def claims(self) -> AccountClaims | None:
+        return self._claims
+
+    @claims.setter
+    def claims(self, claims: AccountClaims | None) -> None:
+        self._claims = claims
+        self.data_limit = claims.limits.data if claims is not None else NO_LIMIT
 
 
 class ConnSub(Subscription):
@@ -108,7 +123,9 @@ class Conn(asyncio.Protocol):
         self.broker = broker
         self.cid = broker.next_cid()
         self.parser = P.Parser(
-            broker.config.max_control_line, broker.config.max_payload, require_connect=True
+            broker.config.max_control_line,
+            broker.config.max_payload,
+            require_connect=broker.config.operator_mode,  # nats-server: only when auth is required
         )
         self.transport: asyncio.Transport | None = None
         self.out: list[bytes] = []
@@ -118,7 +135,7 @@ class Conn(asyncio.Protocol):
         self.grant: Grant | None = None
         self.subs: dict[str, ConnSub] = {}
         self.echo = True
-        self.verbose = False
+        self.verbose = True  # nats-server defaultOpts, until a CONNECT says otherwise
         self.headers = False
         self.no_responders = False
         self.protocol = 0
@@ -135,6 +152,16 @@ class Conn(asyncio.Protocol):
         self.lang = ""
         self.version = ""
         self.started = time.time()
+        self.data_limit = NO_LIMIT  # the user JWT's ``data``: bytes this connection may publish
+        self.data_used = 0
+        self.lost = False
+        # TLS upgrade after a plaintext INFO: until the handshake is done nothing the client sends
+        # is parsed (bytes that arrive with the handshake's last flight are held, then parsed).
+        self.tls_pending = False
+        self.held = b""
+        self.upgrade: asyncio.Task[None] | None = None
+        self.connect_opts: dict[str, Any] | None = None
+        self.expiry: asyncio.TimerHandle | None = None
 
     # --- connection lifecycle -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -142,18 +169,73 @@ class Conn(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
-        cfg = self.broker.config
-        info: dict[str, Any] = dict(self.broker.info_base)
+        broker = self.broker
+        cfg = broker.config
+        info: dict[str, Any] = dict(broker.info_base)
         info["client_id"] = self.cid
         info["client_ip"] = self.client_ip
         if cfg.operator_mode:
             self.nonce = base64.urlsafe_b64encode(secrets.token_bytes(11)).rstrip(b"=").decode()
             info["nonce"] = self.nonce
+        broker.total_connections += 1
+        if len(broker.conns) >= cfg.max_connections:
+            # nats-server createClient: INFO first, then the refusal (client.go maxConnExceeded)
+            self.send(P.info(info))
+            self.error_close("maximum connections exceeded")
+            return
+        broker.conns.add(self)
+        if not cfg.operator_mode:
+            # no auth: the client is in $G at once and may work before (or without) a CONNECT
+            self.account = broker.account(GLOBAL_ACCOUNT, None)
+            self.account.conns.add(self)
+        tls = cfg.tls
+        if tls is not None and not tls.handshake_first:
+            # nats-server: INFO in plaintext, then the server-side TLS handshake at once. Reading
+            # stays paused until the handshake owns the socket, so a client that answers INFO in
+            # plaintext is cut off by the failing handshake and its CONNECT is never parsed.
+            transport.pause_reading()
+            transport.write(P.info(info))
+            self.tls_pending = True
+            self.upgrade = asyncio.get_running_loop().create_task(self._upgrade(transport, tls))
+            return
         self.send(P.info(info))
+        self._arm_timers()
+
+    def _arm_timers(self) -> None:
+        """Auth and ping timers; with TLS they start after the handshake, as in nats-server."""
+        cfg = self.broker.config
         loop = asyncio.get_running_loop()
-        self.timers.append(loop.call_later(cfg.auth_timeout, self._auth_timeout))
+        if cfg.operator_mode:
+            self.timers.append(loop.call_later(cfg.auth_timeout, self._auth_timeout))
         if cfg.ping_interval > 0:
             self.timers.append(loop.call_later(cfg.ping_interval, self._ping_timer))
+
+    async def _upgrade(self, raw: asyncio.Transport, tls: TLSConfig) -> None:
+        loop = asyncio.get_running_loop()
+        transport: asyncio.Transport | None = None
+        try:
+            transport = await loop.start_tls(
+                raw, self, tls.context(), server_side=True, ssl_handshake_timeout=tls.timeout
+            )
+        except asyncio.CancelledError:
+            raw.close()
+            self.connection_lost(None)
+            raise
+        except (OSError, EOFError) as exc:  # ssl.SSLError, resets and the handshake timeout
+            reason = exc.reason if isinstance(exc, ssl.SSLError) and exc.reason else type(exc).__name__
+            self.broker.log(f"cid:{self.cid} TLS handshake error: {reason}")
+        if transport is None or transport.is_closing() or self.closed:
+            raw.close()
+            self.connection_lost(None)
+            return
+        self.transport = transport
+        self.tls_pending = False
+        self._arm_timers()
+        if self.out:
+            self.flush()
+        held, self.held = self.held, b""
+        if held:
+            self.data_received(held)
 
     def _ping_timer(self) -> None:
         """nats-server's ping timer: too many unanswered PINGs mean a stale connection."""
@@ -168,10 +250,13 @@ class Conn(asyncio.Protocol):
         self.timers.append(loop.call_later(self.broker.config.ping_interval, self._ping_timer))
 
     def _auth_timeout(self) -> None:
-        if self.account is None and not self.closed:
+        if self.connect_opts is None and not self.closed:
             self.error_close("Authentication Timeout")
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.lost:
+            return
+        self.lost = True
         self.closed = True
         for t in self.timers:
             t.cancel()
@@ -182,6 +267,9 @@ class Conn(asyncio.Protocol):
         self.broker.closed_stats(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.tls_pending:
+            self.held += data
+            return
         try:
             ops = self.parser.feed(data)
         except P.ProtocolError as e:
@@ -224,6 +312,8 @@ class Conn(asyncio.Protocol):
 
     def flush(self) -> None:
         self.flush_scheduled = False
+        if self.tls_pending:
+            return  # never a plaintext byte after INFO: kept until the TLS transport takes over
         if self.closed or not self.out or self.transport is None:
             self.out.clear()
             return
@@ -231,9 +321,12 @@ class Conn(asyncio.Protocol):
         self.out.clear()
         self.transport.write(data)
         if self.transport.get_write_buffer_size() > self.broker.config.max_pending:
-            # slow consumer: nats-server closes without -ERR; everybody else keeps flowing
+            # slow consumer: nats-server closes without -ERR; everybody else keeps flowing. Abort:
+            # a close would wait for a peer that does not read to drain what is pending.
             self.broker.slow_consumers += 1
-            self.close()
+            self.closed = True
+            self.out.clear()
+            self.transport.abort()
 
     def error_close(self, text: str) -> None:
         self.send(P.err(text))
@@ -242,17 +335,28 @@ class Conn(asyncio.Protocol):
     def close(self) -> None:
         if self.closed:
             return
-        if self.out and self.transport is not None:
+        if self.out and self.transport is not None and not self.tls_pending:
             self.transport.write(b"".join(self.out))
-            self.out.clear()
+        self.out.clear()
         self.closed = True
         if self.transport is not None:
             self.transport.close()
+            # like nats-server's write deadline: a peer that never reads its last frames (the
+            # -ERR) does not keep the connection, or a TLS shutdown, alive
+            self.timers.append(asyncio.get_running_loop().call_later(WRITE_DEADLINE, self.transport.abort))
 
     # --- operations -----------------------------------------------------------------------
     def on_connect(self, opts: dict[str, Any]) -> None:
-        if self.account is not None:
-            return  # a second CONNECT changes nothing we track
+        if self.connect_opts is None:
+            self.connect_opts = opts
+        else:
+            # A later CONNECT is a new login, as in nats-server's processConnect: its fields are
+            # merged over the first's (Go json.Unmarshal into the same ClientOpts), every
+            # subscription is dropped (clearAccountSubs), and the merged credentials are judged
+            # again; a refusal closes the connection. The data count stays with the connection.
+            self.connect_opts.update(opts)
+            opts = self.connect_opts
+            self._logout()
         # nats-server's defaultOpts: verbose, pedantic and echo are on unless the client says no
         self.verbose = bool(opts.get("verbose", True))
         self.echo = bool(opts.get("echo", True))
@@ -299,9 +403,11 @@ class Conn(asyncio.Protocol):
                 grant.limits.payload, acct_limits.payload, broker.config.max_payload
             )
             self.max_subs = _min_limit(grant.limits.subs, acct_limits.subs)
+            self.data_limit = grant.limits.data
             if grant.expires_at is not None:
                 delay = max(0.0, grant.expires_at - time.time())
-                self.timers.append(asyncio.get_running_loop().call_later(delay, self._expired))
+                self.expiry = asyncio.get_running_loop().call_later(delay, self._expired)
+                self.timers.append(self.expiry)
         else:
             account = broker.account(GLOBAL_ACCOUNT, None)
         self.account = account
@@ -315,13 +421,28 @@ class Conn(asyncio.Protocol):
             self.send(P.err("maximum subscriptions exceeded"))
             self.timers.append(asyncio.get_running_loop().call_later(0.02, self.close))
 
+    def _logout(self) -> None:
+        """Undo a CONNECT before the next one is judged."""
+        for sub in list(self.subs.values()):
+            self._remove_sub(sub)
+        self.replies.clear()
+        if self.expiry is not None:
+            self.expiry.cancel()
+            self.expiry = None
+        if self.account is not None:
+            self.account.conns.discard(self)
+        self.account = None
+        self.grant = None
+        self.max_payload = self.broker.config.max_payload
+        self.max_subs = self.data_limit = NO_LIMIT
+
     def _expired(self) -> None:
         if not self.closed:
             self.error_close("User Authentication Expired")
 
     def on_ping(self) -> None:
         self.send(P.PONG_FRAME)
-        if not self.first_pong and self.account is not None:
+        if not self.first_pong and self.connect_opts is not None and self.account is not None:
             self.first_pong = True
             if self.protocol >= 1:
                 info = dict(self.broker.info_base)
@@ -395,12 +516,23 @@ class Conn(asyncio.Protocol):
             if self.verbose:
                 self.send(P.err("Invalid Publish Subject"))
             return
+        # ``data`` limits (nats-server carries them but does not enforce them): a quota of
+        # published bytes, per connection (user JWT) and per account (account JWT, all its
+        # connections, since the broker started). Over it the message is dropped with the
+        # publish refusal clients already treat as non-fatal; the connection stays.
+        if (self.data_limit != NO_LIMIT and self.data_used + size > self.data_limit) or (
+            account.data_limit != NO_LIMIT and account.data_used + size > account.data_limit
+        ):
+            self.send(P.err(f"Permissions Violation for Publish to {go_quote(subject)}"))
+            return
+        self.data_used += size
+        account.data_used += size
         if self.verbose:
             self.send(P.OK_FRAME)
         broker = self.broker
         handled = False
-        if account.key == broker.config.system_account and subject.endswith("CLAIMS.UPDATE"):
-            handled = broker.claims_update(subject, reply, payload)
+        if account.key == broker.config.system_account and subject.startswith("$SYS."):
+            handled = broker.system.handle(subject, reply, headers, payload)  # broker/system.py
         delivered = broker.deliver(account, self, subject, reply, headers, payload) or handled
         if not delivered and reply and self.no_responders:
             for sub in self.subs.values():
@@ -451,7 +583,6 @@ class Broker:
         self.to_flush: list[Conn] = []
         self._flush_pending = False
         self.slow_consumers = 0
-        self._seq = 0
         self.started = time.time()
         self.total_connections = 0
         self.closed_totals = [0, 0, 0, 0]  # in_msgs, in_bytes, out_msgs, out_bytes of closed conns
@@ -481,10 +612,14 @@ class Broker:
             "port": config.port,
             "headers": True,
             "auth_required": config.operator_mode or None,
+            "tls_required": config.tls is not None or None,
+            "tls_verify": (config.tls is not None and config.tls.verify) or None,
             "max_payload": config.max_payload,
         }
         self.info_base = {k: v for k, v in self.info_base.items() if v is not None}
         self._server: asyncio.base_events.Server | None = None
+        # the system account's claims requests (UPDATE, LOOKUP, LIST, PACK, DELETE)
+        self.system = SystemRequests(self)
 
     def next_cid(self) -> int:
         self._cid += 1
@@ -550,85 +685,6 @@ class Broker:
             conn._remove_sub(sub)
         return True
 
-    # --- the system account's claims requests ($SYS.REQ.CLAIMS.UPDATE) ------------------
-    def claims_update(self, subject: str, reply: str | None, payload: bytes) -> bool:
-        """Store and apply a pushed account JWT; answer like nats-server (``respondToUpdate``)."""
-        toks = subject.split(".")
-        if subject == CLAIMS_UPDATE:
-            if self.config.resolver not in ("full", "cache"):
-                return False  # nats-server: only the nats-based resolvers listen here
-            expected = None
-        elif len(toks) in (5, 6) and toks[-2:] == ["CLAIMS", "UPDATE"] and toks[-4] == "ACCOUNT":
-            expected = toks[-3]
-        else:
-            return False
-        account_key = expected or ""
-        try:
-            if self.resolver is None:
-                raise TrustkitError("no resolver configured")
-            token = payload.decode("utf-8", "replace").strip()
-            claims = verify_account(token, self.operators)
-            account_key = claims.sub
-            if expected is not None and claims.sub != expected:
-                raise TrustkitError(f"subject does not match the account {expected}")
-            if expected is not None and self.config.resolver == "memory" and claims.sub not in self.resolver:
-                self._respond(reply, account_key, "jwt update skipped", None)
-                return True
-            self.resolver.store(token)
-            if self.config.resolver_dir is not None:
-                atomic_write(self.config.resolver_dir / f"{claims.sub}.jwt", token.encode(), mode=0o600)
-            self.apply_account_update(claims)
-        except TrustkitError as exc:
-            self._respond(reply, account_key, "jwt update resulted in error", exc.message)
-            return True
-        self._respond(reply, account_key, "jwt updated", None)
-        return True
-
-    def apply_account_update(self, claims: AccountClaims) -> None:
-        """Live effect of a new account JWT: revoked users are disconnected, limits re-applied."""
-        acct = self.accounts.get(claims.sub)
-        if acct is None:
-            return
-        acct.claims = claims
-        conns = sorted(acct.conns, key=lambda c: c.cid)
-        limit = claims.limits.conn
-        for i, conn in enumerate(conns):
-            grant = conn.grant
-            if grant is None:
-                continue
-            if grant.is_revoked_by(claims):
-                conn.error_close("User Authentication Revoked")
-            elif grant.limits.bearer_token and claims.limits.disallow_bearer:
-                conn.error_close(P.ERR_AUTHORIZATION)
-            elif grant.signing_key != claims.sub and grant.signing_key not in claims.signing_keys:
-                conn.error_close(P.ERR_AUTHORIZATION)  # its signing key was removed
-            elif limit != NO_LIMIT and i >= limit:
-                conn.error_close("maximum account active connections exceeded")
-
-    def _respond(self, reply: str | None, account: str, message: str, error: str | None) -> None:
-        if not reply:
-            return
-        self._seq += 1
-        doc: dict[str, Any] = {
-            "server": {
-                "name": self.info_base["server_name"],
-                "host": self.config.host,
-                "id": self.server_key.public_key,
-                "ver": VERSION,
-                "jetstream": False,
-                "flags": 0,
-                "seq": self._seq,
-                "time": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
-            }
-        }
-        if error is None:
-            doc["data"] = {"account": account, "code": 200, "message": message}
-        else:
-            doc["error"] = {"account": account, "code": 500, "description": f"{message} - {error}"}
-        sys_key = self.config.system_account
-        if sys_key and sys_key in self.accounts:
-            self.deliver(self.accounts[sys_key], None, reply, None, None, orjson.dumps(doc))
-
     def schedule_flush(self) -> None:
         if not self._flush_pending:
             self._flush_pending = True
@@ -643,8 +699,15 @@ class Broker:
     # --- lifecycle ------------------------------------------------------------------------
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        tls = self.config.tls
+        first = tls is not None and tls.handshake_first
         self._server = await loop.create_server(
-            self._new_conn, self.config.host, self.config.port, reuse_address=True
+            self._new_conn,
+            self.config.host,
+            self.config.port,
+            reuse_address=True,
+            ssl=tls.context() if tls is not None and first else None,
+            ssl_handshake_timeout=tls.timeout if tls is not None and first else None,
         )
         sock = self._server.sockets[0]
         self.config.port = sock.getsockname()[1]
@@ -656,10 +719,9 @@ class Broker:
             self.config.http_port = self._monitor.sockets[0].getsockname()[1]
 
     def _new_conn(self) -> Conn:
-        conn = Conn(self)
-        self.conns.add(conn)
-        self.total_connections += 1
-        return conn
+        # registered in broker.conns by Conn.connection_made: with a TLS-first listener a failed
+        # handshake never reaches the protocol, and must leave nothing behind
+        return Conn(self)
 
     def closed_stats(self, conn: Conn) -> None:
         t = self.closed_totals

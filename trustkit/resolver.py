@@ -30,6 +30,10 @@ class MemoryResolver:
         self._accounts[account.sub] = account
         return account
 
+    def discard(self, key: str) -> bool:
+        """Forget an account (a resolver delete); True if it was held."""
+        return self._accounts.pop(key, None) is not None
+
     def __call__(self, key: str) -> AccountClaims | None:
         return self._accounts.get(key)
 

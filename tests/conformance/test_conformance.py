@@ -317,3 +317,59 @@ def test_reserved_reply_subjects_are_refused(server: str, world: World) -> None:
         b"-ERR 'Permissions Violation for Publish with Reply of \"$JS.ACK.s.c\"'",
     ]
     assert not closed
+
+
+def test_a_second_connect_is_a_new_login(server: str, world: World) -> None:
+    """nats-server processConnect: a later CONNECT is merged over the first, drops every
+    subscription, and is judged again; bad credentials then close the connection."""
+    good = world.users["good"]
+    raw = Raw(server)
+    try:
+        raw.connect(good)
+        # the merged CONNECT keeps the first's jwt and sig; SUBs made before it are gone
+        assert raw.exchange(
+            b'SUB a 1\r\nSUB b 2\r\nUNSUB 2 5\r\nCONNECT {"verbose":true}\r\n'
+            b"PUB a 1\r\nx\r\nPUB b 1\r\ny\r\nSUB c 3\r\nPUB c 1\r\nz\r\n"
+        ) == ([b"+OK", b"+OK", b"+OK", b"+OK", b"+OK", b"MSG c 3 1", b"z"], False)
+    finally:
+        raw.close()
+    for name in ("revoked", "expired", "stray"):
+        raw = Raw(server)
+        try:
+            raw.connect(good)
+            other = world.users[name]
+            second = {"jwt": other.token, "sig": sign_nonce(other.key, raw.info["nonce"])}
+            assert raw.exchange(b"CONNECT " + json.dumps(second).encode() + b"\r\nSUB a 1\r\n") == (
+                [b"-ERR 'Authorization Violation'"],
+                True,
+            ), name
+        finally:
+            raw.close()
+
+
+
+def _until_pong(raw: Raw) -> list[bytes]:
+    lines = []
+    while (line := raw._line()) != b"PONG":
+        if line.startswith(b"INFO "):
+            line = b"INFO connect_info" if json.loads(line[5:]).get("connect_info") else b"INFO"
+        lines.append(line)
+    return lines
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_without_auth_a_client_may_work_before_connect(kind: str, tmp_path: Path) -> None:
+    """No auth: nats-server requires no CONNECT; its defaults (verbose, echo) apply until one
+    comes, the first CONNECT keeps the subscriptions, and connect_info follows the next PING."""
+    with make_server(kind, "", tmp_path) as srv:
+        raw = Raw(srv.url)
+        try:
+            assert "auth_required" not in raw.info and "nonce" not in raw.info
+            raw.sock.sendall(b"SUB x 1\r\nPUB x 1\r\na\r\nPING\r\n")
+            assert _until_pong(raw) == [b"+OK", b"+OK", b"MSG x 1 1", b"a"]
+            raw.sock.sendall(b'CONNECT {"verbose":false,"protocol":1}\r\nPUB x 1\r\nb\r\nPING\r\n')
+            assert _until_pong(raw) == [b"MSG x 1 1", b"b"]
+            raw.sock.sendall(b"PING\r\n")
+            assert _until_pong(raw) == [b"INFO connect_info"]
+        finally:
+            raw.close()

@@ -1,0 +1,583 @@
+"""The system account's claims requests, answered as nats-server answers them.
+
+nats-server's account resolvers subscribe, in the system account, to (server/accounts.go,
+server/events.go):
+
+| subject | full | cache | MEMORY |
+|---|---|---|---|
+| ``$SYS.REQ.ACCOUNT.<A>.CLAIMS.UPDATE`` and legacy ``$SYS.ACCOUNT.<A>.CLAIMS.UPDATE`` | yes | yes | yes |
+| ``$SYS.REQ.CLAIMS.UPDATE`` | yes | yes | |
+| ``$SYS.REQ.ACCOUNT.<A>.CLAIMS.LOOKUP`` (the raw JWT, or an empty message) | yes | | |
+| ``$SYS.REQ.CLAIMS.PACK`` (one ``<A>|<jwt>`` message per account, then an empty one) | yes | | |
+| ``$SYS.REQ.CLAIMS.LIST`` (``{"data":[…],"server":{…}}``) | yes | yes | |
+| ``$SYS.REQ.CLAIMS.DELETE`` (operator-signed generic JWT, ``allow_delete``) | yes | yes | |
+
+:class:`SystemRequests` answers exactly that set, with the same reply bodies and texts; a subject
+outside it gets no answer (a requester with headers then sees no-responders, as with
+nats-server). :class:`JwtDir` is the resolver directory with ``DirJWTStore``'s rules
+(server/dirstore.go): one ``<A>.jwt`` file per account, written atomically; a store hash that is the
+XOR of the SHA-256 of every stored JWT (what ``PACK`` compares); deletes that rename to
+``<A>.jwt.deleted`` or, with ``hard_delete``, remove the file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from broker import protocol as P
+from trustkit import nkeys
+from trustkit.errors import BrokerError, ClaimTypeError, TokenError, TokenSignatureError, TrustkitError
+from trustkit.jwt.account import AccountClaims
+from trustkit.jwt.decoder import decode
+from trustkit.jwt.generic import GenericClaims
+from trustkit.nkeys import PrefixByte
+from trustkit.store.fsio import atomic_write, ensure_dir, fsync_dir, remove_file
+
+if TYPE_CHECKING:
+    from broker.server import Broker
+
+__all__ = ["JwtDir", "JwtStoreError", "SystemRequests", "apply_account_update"]
+
+UPDATE = "$SYS.REQ.CLAIMS.UPDATE"
+LIST = "$SYS.REQ.CLAIMS.LIST"
+PACK = "$SYS.REQ.CLAIMS.PACK"
+DELETE = "$SYS.REQ.CLAIMS.DELETE"
+NO_LIMIT = -1
+_EXT = ".jwt"
+#: What nats-server sends a client of a deleted account before closing it (client.go).
+ERR_ACCOUNT_EXPIRED = "Account Authentication Expired"
+
+
+class JwtStoreError(BrokerError):
+    code = "jwt_store"
+
+
+class JwtDir:
+    """A resolver directory with nats-server's ``DirJWTStore`` rules (server/dirstore.go).
+
+    The JWTs live in memory as well, so answering a request never reads the disk; every change
+    is written through (atomically) before it is acknowledged. ``delete``: ``None`` (refused),
+    ``"rename"`` or ``"hard"``. ``limit``: how many JWTs may be stored (0: unlimited); past it a
+    new account is refused (``jwt store is full``), or, with ``evict`` (the cache resolver), the
+    least recently written one is dropped.
+    """
+
+    def __init__(self, directory: Path, *, delete: str | None, limit: int = 0, evict: bool = False) -> None:
+        self.directory = directory
+        self.delete_mode = delete
+        self.limit = limit
+        self.evict = evict
+        self._jwts: OrderedDict[str, bytes] = OrderedDict()
+        self._exp: dict[str, int] = {}
+        self._hash = bytearray(32)
+        ensure_dir(directory)
+        # nats-server indexes every *.jwt file at start (names need not be account keys)
+        for path in sorted(directory.glob("*" + _EXT)):
+            try:
+                data = path.read_bytes()
+            except OSError:
+                continue
+            self._track(path.name[: -len(_EXT)], data)
+
+    # --- the index (hash, expiry) ---------------------------------------------------------
+    def _track(self, key: str, data: bytes) -> None:
+        old = self._jwts.pop(key, None)
+        if old is not None:
+            self._xor(old)
+        self._jwts[key] = data
+        self._xor(data)
+        self._exp[key] = _expiry(data)
+
+    def _untrack(self, key: str) -> None:
+        old = self._jwts.pop(key, None)
+        if old is not None:
+            self._xor(old)
+        self._exp.pop(key, None)
+
+    def _xor(self, data: bytes) -> None:
+        for i, b in enumerate(hashlib.sha256(data).digest()):
+            self._hash[i] ^= b
+
+    def hash(self) -> bytes:
+        """XOR of the SHA-256 of every stored JWT (``DirJWTStore.Hash``); 32 zero bytes when empty."""
+        return bytes(self._hash)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._jwts
+
+    def load(self, key: str) -> bytes | None:
+        """The stored JWT exactly as written, or None."""
+        return self._jwts.get(key)
+
+    def entries(self, now: int) -> list[tuple[str, str]]:
+        """(key, JWT) in file-name order, as ``PackWalk`` yields them: empty and expired JWTs skipped."""
+        out = []
+        for key in sorted(self._jwts, key=lambda k: k + _EXT):
+            data = self._jwts[key]
+            exp = self._exp.get(key, 0)
+            if not data or (exp > 0 and exp < now):
+                continue
+            out.append((key, data.decode("utf-8", "replace")))
+        return out
+
+    # --- changes --------------------------------------------------------------------------
+    def _path(self, key: str) -> Path:
+        if not nkeys.is_valid_public_key(key):
+            raise JwtStoreError("invalid public key")
+        return self.directory / (key + _EXT)
+
+    def save(self, key: str, token: str) -> bool:
+        """Store ``token`` (``DirJWTStore.save``): overwrite unless identical; True if it changed.
+
+        Raises :class:`JwtStoreError` with nats-server's texts (``invalid public key``,
+        ``invalid JWT``, ``jwt store is full``) or a write failure.
+        """
+        path = self._path(key)
+        data = token.encode()
+        if not data:
+            raise JwtStoreError("invalid JWT")
+        if key in self._jwts:
+            if self._jwts[key] == data:
+                return False
+        elif self.limit > 0 and len(self._jwts) >= self.limit:
+            if not self.evict:
+                raise JwtStoreError("jwt store is full")
+            oldest = next(iter(self._jwts))
+            remove_file(self.directory / (oldest + _EXT), missing_ok=True)
+            self._untrack(oldest)
+        try:
+            atomic_write(path, data)
+        except TrustkitError as exc:
+            raise JwtStoreError(exc.message) from None
+        self._track(key, data)
+        return True
+
+    def save_if_newer(self, key: str, token: str) -> bool:
+        """``DirJWTStore.saveIfNewer`` (preloads): keep the stored JWT if it has the same ``jti``
+        or a later ``iat``. True if ``token`` was written. Raises :class:`JwtStoreError` for an
+        undecodable ``token`` or one whose subject is not ``key``."""
+        old = self._jwts.get(key)
+        if old is not None:
+            try:
+                new_claims = decode(token)
+            except TrustkitError as exc:
+                raise JwtStoreError(exc.message) from None
+            try:
+                old_claims = decode(old.decode("utf-8", "strict"))
+            except (TrustkitError, UnicodeDecodeError):
+                old_claims = None  # an undecodable stored JWT is replaced
+            if old_claims is not None:
+                if old_claims.jti == new_claims.jti or old_claims.iat > new_claims.iat:
+                    return False
+                if new_claims.sub != key:
+                    raise JwtStoreError("jwt subject nkey and provided nkey do not match")
+                if old_claims.sub != new_claims.sub:
+                    raise JwtStoreError("subject of existing and new jwt do not match")
+        return self.save(key, token)
+
+    def delete(self, key: str) -> bool:
+        """Rename to ``<key>.jwt.deleted`` (or remove, ``hard``); True if an account was removed,
+        False if none was stored. Raises :class:`JwtStoreError` when deletes are not enabled."""
+        if self.delete_mode is None:
+            raise JwtStoreError("store is not set up to for delete")  # sic, dirstore.go
+        path = self._path(key)
+        try:
+            if self.delete_mode == "rename":
+                os.replace(path, path.with_name(path.name + ".deleted"))
+                fsync_dir(self.directory)
+            else:
+                path.unlink()
+                fsync_dir(self.directory)
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            raise JwtStoreError(f"cannot delete {path.name}: {exc.strerror}") from None
+        self._untrack(key)
+        return True
+
+
+def _expiry(data: bytes) -> int:
+    """``exp`` of a stored JWT, 0 if none or undecodable (``jwt.DecodeGeneric`` as dirstore.go uses)."""
+    try:
+        return decode(data.decode("utf-8", "strict")).exp or 0
+    except (TokenError, UnicodeDecodeError):
+        return 0
+
+
+def _go_decode_error(token: str, exc: TrustkitError, *, account: bool) -> str:
+    """The error text Go's ``jwt.Decode*`` gives for the common failures; trustkit's otherwise."""
+    if len(token.split(".")) != 3:
+        return "expected 3 chunks"
+    if isinstance(exc, TokenSignatureError):
+        return "claim failed V2 signature verification"
+    if account and isinstance(exc, ClaimTypeError):
+        return "not account claim"
+    return exc.message
+
+
+def _rfc3339nano(ns: int) -> str:
+    """Go's ``time.Time`` JSON form (RFC 3339 with trailing zeros of the nanoseconds trimmed)."""
+    secs, frac = divmod(ns, 1_000_000_000)
+    base = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    digits = f"{frac:09d}".rstrip("0")
+    return f"{base}.{digits}Z" if digits else f"{base}Z"
+
+
+def apply_account_update(broker: Broker, claims: AccountClaims) -> None:
+    """Live effect of a new account JWT: revoked users are disconnected, limits re-applied."""
+    acct = broker.accounts.get(claims.sub)
+    if acct is None:
+        return
+    acct.claims = claims
+    conns = sorted(acct.conns, key=lambda c: c.cid)
+    limit = claims.limits.conn
+    for i, conn in enumerate(conns):
+        grant = conn.grant
+        if grant is None:
+            continue
+        if grant.is_revoked_by(claims):
+            conn.error_close("User Authentication Revoked")
+        elif grant.limits.bearer_token and claims.limits.disallow_bearer:
+            conn.error_close(P.ERR_AUTHORIZATION)
+        elif grant.signing_key != claims.sub and grant.signing_key not in claims.signing_keys:
+            conn.error_close(P.ERR_AUTHORIZATION)  # its signing key was removed
+        elif limit != NO_LIMIT and i >= limit:
+            conn.error_close("maximum account active connections exceeded")
+
+
+class SystemRequests:
+    """The broker's system-account responders for the claims requests (one per broker)."""
+
+    def __init__(self, broker: Broker, *, clock: Callable[[], int] = time.time_ns) -> None:
+        self.broker = broker
+        self.clock = clock
+        self.seq = 0
+        cfg = broker.config
+        self.kind = cfg.resolver if cfg.operator_mode else None  # "memory" | "full" | "cache" | None
+        self.store: JwtDir | None = None
+        if self.kind in ("full", "cache") and cfg.resolver_dir is not None:
+            full = self.kind == "full"
+            delete = ("hard" if cfg.hard_delete else "rename") if (full and cfg.allow_delete) else None
+            self.store = JwtDir(
+                cfg.resolver_dir,
+                delete=delete if full else "hard",  # the cache store always hard-deletes
+                limit=cfg.resolver_limit if full else (cfg.resolver_limit or 1000),
+                evict=not full,
+            )
+            # nats-server stores preloads in the directory too (saveIfNewer), so LIST and PACK
+            # show them; whichever JWT wins is the one the resolver serves
+            for key, token in cfg.preload.items():
+                try:
+                    if self.store.save_if_newer(key, token) and broker.resolver is not None:
+                        broker.resolver.store(token)
+                except TrustkitError as exc:
+                    broker.log(f"preload {key}: {exc.message}")
+
+    # --- dispatch -------------------------------------------------------------------------
+    def handle(self, subject: str, reply: str | None, headers: bytes | None, payload: bytes) -> bool:
+        """Answer a request published in the system account. True if nats-server has a responder
+        subscribed to ``subject`` (with or without a reply), False if nobody listens."""
+        kind = self.kind
+        if kind is None:
+            return False
+        # as nats-server's handlers see a message: CLAIMS.UPDATE, DELETE and the MEMORY
+        # resolver's account update strip the headers; the others get headers + payload as one
+        raw = (headers or b"") + payload
+        toks = subject.split(".")
+        if len(toks) == 6 and toks[:3] == ["$SYS", "REQ", "ACCOUNT"] and toks[4] == "CLAIMS":
+            if toks[5] == "UPDATE":
+                self._account_update(toks[3], reply, raw if kind != "memory" else payload)
+                return True
+            if toks[5] == "LOOKUP" and kind == "full":
+                self._lookup(toks[3], reply)
+                return True
+            return False
+        if len(toks) == 5 and toks[:2] == ["$SYS", "ACCOUNT"] and toks[3:] == ["CLAIMS", "UPDATE"]:
+            self._account_update(toks[2], reply, raw if kind != "memory" else payload)
+            return True
+        if kind == "memory":
+            return False
+        if subject == UPDATE:
+            self._update(reply, payload)
+        elif subject == LIST:
+            self._list(reply)
+        elif subject == DELETE:
+            self._delete(reply, payload)
+        elif subject == PACK and kind == "full":
+            self._pack(reply, raw)
+        else:
+            return False
+        return True
+
+    # --- replies --------------------------------------------------------------------------
+    def server_info(self) -> dict[str, Any]:
+        """nats-server's ``ServerInfo`` block (the ``server`` of every JSON reply)."""
+        b = self.broker
+        self.seq += 1
+        return {
+            "name": b.info_base["server_name"],
+            "host": b.config.host,
+            "id": b.server_key.public_key,
+            "ver": b.info_base["version"],
+            "jetstream": False,
+            "flags": 0,
+            "seq": self.seq,
+            "time": _rfc3339nano(self.clock()),
+        }
+
+    def _send(self, reply: str | None, payload: bytes) -> None:
+        b = self.broker
+        sys_key = b.config.system_account
+        if reply and sys_key and sys_key in b.accounts:
+            b.deliver(b.accounts[sys_key], None, reply, None, None, payload)
+
+    def respond(self, reply: str | None, account: str, message: str, error: str | None) -> None:
+        """``respondToUpdate``: ``data`` {account, code 200, message} or ``error`` {account,
+        code 500, description "<message> - <error>"}; an empty account is left out."""
+        if error is None:
+            self.broker.log(f"{message} - {account}" if account else message)
+        else:
+            self.broker.log(f"{message} - {account} - {error}" if account else f"{message} - {error}")
+        if not reply:
+            return
+        body: dict[str, Any] = {"account": account} if account else {}
+        doc: dict[str, Any] = {"server": self.server_info()}
+        if error is None:
+            doc["data"] = body | {"code": 200, "message": message}
+        else:
+            doc["error"] = body | {"code": 500, "description": f"{message} - {error}"}
+        self._send(reply, orjson.dumps(doc))
+
+    # --- UPDATE ---------------------------------------------------------------------------
+    def _decode_account(self, body: bytes) -> tuple[str, AccountClaims | str]:
+        token = body.decode("utf-8", "replace")
+        try:
+            return token, decode(token, AccountClaims)
+        except TrustkitError as exc:
+            return token, _go_decode_error(token, exc, account=True)
+
+    @staticmethod
+    def _validation_error(claims: AccountClaims) -> str | None:
+        """``claimValidate``: blocking validation errors, time checks excluded."""
+        vr = claims.validate(now=0)
+        if vr.is_blocking(include_time_checks=False):
+            return "validation errors: [" + " ".join(vr.blocking_messages(include_time_checks=False)) + "]"
+        return None
+
+    def _strict_operator_issued(self, claims: AccountClaims) -> bool:
+        """nats-server refuses an account signed by the identity key of a strict operator
+        (only the first trusted operator is consulted, as in ``getOperatorKeys``)."""
+        ops = self.broker.operators.operators
+        return bool(ops) and ops[0].strict_signing_key_usage and claims.iss == ops[0].sub
+
+    def _loaded(self, key: str) -> bool:
+        return key in self.broker.accounts
+
+    def _account_update(self, key: str, reply: str | None, body: bytes) -> None:
+        """``$SYS.REQ.ACCOUNT.<A>.CLAIMS.UPDATE`` in nats-server's order of checks per resolver."""
+        kind = self.kind
+        strict_err = "operator requires issuer to be a signing key"
+        mismatch = "subject does not match jwt content"
+        if kind == "memory":  # events.go accountClaimUpdate
+            if not body:
+                self.respond(reply, key, "jwt update error", "request body is empty")
+                return
+            token, claims = self._decode_account(body)
+            if isinstance(claims, str):
+                self.respond(reply, key, "jwt update resulted in error", claims)
+            elif claims.sub != key:
+                self.respond(reply, key, "jwt update resulted in error", mismatch)
+            elif not self._loaded(key):
+                self.respond(reply, key, "jwt update skipped", None)
+            else:
+                self._apply_or_respond(reply, key, token, "jwt update resulted in error", "jwt updated")
+            return
+        token, claims = self._decode_account(body)
+        if kind == "cache":
+            if isinstance(claims, str):
+                self.respond(reply, key, "jwt update cache resulted in error", claims)
+            elif claims.sub != key:
+                self.respond(reply, key, "jwt update cache resulted in error", mismatch)
+            elif self._strict_operator_issued(claims):
+                self.respond(reply, key, "jwt update cache resulted in error", strict_err)
+            elif not self._loaded(key):
+                self.respond(reply, key, "jwt update cache skipped", None)
+            elif (err := self._validation_error(claims)) is not None:
+                self.respond(reply, claims.sub, "jwt update cache validation failed", err)
+            else:
+                self._save(reply, key, token, "jwt update cache resulted in error", "jwt updated cache")
+            return
+        if isinstance(claims, str):
+            self.respond(reply, "n/a", "jwt update resulted in error", claims)
+        elif (err := self._validation_error(claims)) is not None:
+            self.respond(reply, claims.sub, "jwt validation failed", err)
+        elif claims.sub != key:
+            self.respond(reply, key, "jwt update resulted in error", mismatch)
+        elif self._strict_operator_issued(claims):
+            self.respond(reply, key, "jwt update resulted in error", strict_err)
+        else:
+            self._save(reply, key, token, "jwt update resulted in error", "jwt updated")
+
+    def _update(self, reply: str | None, body: bytes) -> None:
+        """``$SYS.REQ.CLAIMS.UPDATE`` (full and cache resolvers)."""
+        cache = self.kind == "cache"
+        failed = "jwt update cache resulted in error" if cache else "jwt update resulted in error"
+        token, claims = self._decode_account(body)
+        if isinstance(claims, str):
+            self.respond(reply, "n/a", failed, claims)
+        elif self._strict_operator_issued(claims):
+            self.respond(reply, claims.sub, failed, "operator requires issuer to be a signing key")
+        elif cache and not self._loaded(claims.sub):
+            self.respond(reply, claims.sub, "jwt update cache skipped", None)
+        elif (err := self._validation_error(claims)) is not None:
+            msg = "jwt update cache validation failed" if cache else "jwt validation failed"
+            self.respond(reply, claims.sub, msg, err)
+        else:
+            self._save(reply, claims.sub, token, failed, "jwt updated cache" if cache else "jwt updated")
+
+    def _save(self, reply: str | None, key: str, token: str, failed: str, done: str) -> None:
+        assert self.store is not None
+        try:
+            changed = self.store.save(key, token)
+        except TrustkitError as exc:
+            self.respond(reply, key, failed, exc.message)
+            return
+        if changed:
+            self._changed(key, token)
+        self.respond(reply, key, done, None)
+
+    def _changed(self, key: str, token: str) -> None:
+        """The store's change callback: the resolver verifies the JWT (trusted issuer included)
+        before it serves it; an untrusted or invalid JWT stays on disk, unused, as in nats-server."""
+        resolver = self.broker.resolver
+        if resolver is None:
+            return
+        try:
+            claims = resolver.store(token)
+        except TrustkitError as exc:
+            self.broker.log(f"DirResolver - Update for account {key!r} resulted in error {exc.message}")
+            return
+        apply_account_update(self.broker, claims)
+
+    def _apply_or_respond(self, reply: str | None, key: str, token: str, failed: str, done: str) -> None:
+        """MEMORY resolver: no store; the account in memory takes the verified claims."""
+        resolver = self.broker.resolver
+        try:
+            if resolver is None:
+                raise JwtStoreError("no resolver configured")
+            claims = resolver.store(token)
+        except TrustkitError as exc:
+            self.respond(reply, key, failed, exc.message)
+            return
+        apply_account_update(self.broker, claims)
+        self.respond(reply, key, done, None)
+
+    # --- LOOKUP, PACK, LIST ---------------------------------------------------------------
+    def _lookup(self, key: str, reply: str | None) -> None:
+        """The stored JWT, or an empty message if there is none; nothing for an invalid key."""
+        if not reply or self.store is None:
+            return
+        if not nkeys.is_valid_public_key(key):
+            self.broker.log(f"DirResolver - Error looking up account {key!r}: invalid public key")
+            return  # nats-server: an error other than "not found" lets the requester time out
+        token = self.store.load(key)
+        self._send(reply, b"" if token is None else token)
+
+    def _pack(self, reply: str | None, their_hash: bytes) -> None:
+        """One ``<A>|<jwt>`` message per stored account and an empty one to end, or only the
+        empty one when the requester's hash equals ours."""
+        if not reply or self.store is None:
+            return
+        if their_hash != self.store.hash():
+            for key, token in self.store.entries(self.clock() // 1_000_000_000):
+                self._send(reply, f"{key}|{token}".encode())
+        self._send(reply, b"")
+
+    def _list(self, reply: str | None) -> None:
+        """``{"data":[keys],"server":{…}}``: a Go map, so the keys come sorted."""
+        if not reply or self.store is None:
+            return
+        keys = [key for key, _ in self.store.entries(self.clock() // 1_000_000_000)]
+        self._send(reply, orjson.dumps({"data": keys, "server": self.server_info()}))
+
+    # --- DELETE ---------------------------------------------------------------------------
+    def _delete(self, reply: str | None, body: bytes) -> None:
+        """``handleDeleteRequest``: a generic JWT with ``iss == sub`` = an operator key (the
+        identity key unless strict, or a signing key), listing ``nats.accounts``."""
+        store = self.store
+        assert store is not None
+        sub = ""
+        err: str | None = None
+        keys: list[str] = []
+        token = body.decode("utf-8", "replace")
+        try:
+            claims = decode(token)
+        except TrustkitError as exc:
+            err = _go_decode_error(token, exc, account=False)
+        else:
+            sub = claims.sub
+            data = claims.data if isinstance(claims, GenericClaims) else {}
+            accounts = data.get("accounts")
+            if store.delete_mode is None:
+                err = "delete must be enabled in server config"
+            elif claims.sub != claims.iss:
+                err = "not self signed"
+            elif claims.iss not in self._operator_keys():
+                err = "not trusted"
+            elif not isinstance(accounts, list):
+                err = "malformed request"
+            else:
+                for entry in accounts:
+                    if not isinstance(entry, str) or not nkeys.is_valid_public_key(entry, PrefixByte.ACCOUNT):
+                        err = "malformed request"
+                        break
+                    if entry == self.broker.config.system_account:
+                        err = "not allowed to delete system account"
+                        break
+                keys = accounts
+        if err is not None:
+            self.respond(reply, "", f"delete accounts request by {sub} failed", err)
+            return
+        errors: list[str] = []
+        for key in keys:
+            try:
+                if store.delete(key):
+                    self._deleted(key)
+            except TrustkitError as exc:
+                errors.append(exc.message)
+        passed = len(keys) - len(errors)
+        if errors:
+            msg = f"deleted {passed} accounts, failed for {len(errors)}"
+            self.respond(reply, "", msg, "\n".join(errors))
+        else:
+            self.respond(reply, "", f"deleted {passed} accounts", None)
+
+    def _operator_keys(self) -> set[str]:
+        """``getOperatorKeys``: the first operator's identity key (unless strict) and signing keys."""
+        ops = self.broker.operators.operators
+        if not ops:
+            return set()
+        keys = set(ops[0].signing_keys)
+        if not ops[0].strict_signing_key_usage:
+            keys.add(ops[0].sub)
+        return keys
+
+    def _deleted(self, key: str) -> None:
+        """``removeCb``: the account is gone for new connections, and its clients are closed
+        with ``Account Authentication Expired``."""
+        b = self.broker
+        if b.resolver is not None:
+            b.resolver.discard(key)
+        acct = b.accounts.get(key)
+        if acct is not None:
+            for conn in sorted(acct.conns, key=lambda c: c.cid):
+                conn.error_close(ERR_ACCOUNT_EXPIRED)
