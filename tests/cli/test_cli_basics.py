@@ -79,3 +79,24 @@ def test_entry_point_is_installed() -> None:
     exe = Path(sys.executable).parent / "trustkit"
     out = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=30, check=True)
     assert "generate" in out.stdout and "describe" in out.stdout
+
+
+def test_usage_errors_are_one_line_with_exit_2() -> None:
+    """The installed program (``main``), not the typer runner: typer alone prints a boxed panel."""
+    exe = str(Path(sys.executable).parent / "trustkit")
+    cases = {
+        ("add", "user", "--bogus"): (
+            "trustkit add user: no such option: --bogus (see 'trustkit add user --help')"
+        ),
+        ("nosuch",): "trustkit: no such command 'nosuch' (see 'trustkit --help')",
+    }
+    for args, line in cases.items():
+        out = subprocess.run([exe, *args], capture_output=True, text=True, timeout=30, check=False)
+        assert out.returncode == 2, out
+        assert out.stderr == line + "\n" and out.stdout == ""
+    # a missing argument names the option; help without arguments still prints help (exit 2, as before)
+    out = subprocess.run([exe, "add", "signing-key", "--role"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1
+    assert "'--role' requires an argument" in out.stderr
+    out = subprocess.run([exe, "add"], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2 and "Usage" in out.stdout

@@ -8,6 +8,7 @@ that for every command on every call. Here only the command that runs is importe
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from functools import wraps
 from typing import Any, ClassVar, TypeVar
@@ -167,8 +168,30 @@ for _group, _help in GROUP_HELP.items():
     )
 
 
-def main() -> None:
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI. A usage error (unknown option, missing argument…) is one line on stderr with
+    exit status 2, like every other trustkit error, instead of click's boxed usage panel."""
+    from typer._click.exceptions import ClickException, UsageError
+    from typer.exceptions import Abort, Exit
+
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="trustkit", standalone_mode=False)
+    except Exit as exc:
+        code = exc.exit_code
+    except Abort:
+        print("trustkit: aborted", file=sys.stderr)
+        code = 1
+    except UsageError as exc:
+        if exc.__class__.__name__ != "NoArgsIsHelpError":  # its help text is already printed
+            where = exc.ctx.command_path if exc.ctx is not None else "trustkit"
+            message = " ".join(exc.format_message().split()).rstrip(".")
+            print(f"{where}: {message[:1].lower()}{message[1:]} (see '{where} --help')", file=sys.stderr)
+        code = exc.exit_code
+    except ClickException as exc:
+        print(f"trustkit: {' '.join(exc.format_message().split())}", file=sys.stderr)
+        code = exc.exit_code
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
