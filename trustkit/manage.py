@@ -1676,13 +1676,13 @@ def store_pulled(
 
 def server_url(store: Store, explicit: str | None) -> str:
     """Where ``push``/``pull`` go: ``explicit`` (``-u``), else the operator's account server URL
-    when it is a ``nats://``-style URL (as nsc), else its first service URL.
-    Raises :class:`StoreError` (``store_usage``) when there is none."""
+    (a ``nats://``-style URL, or an ``http(s)://`` account server, as nsc), else its first service
+    URL. Raises :class:`StoreError` (``store_usage``) when there is none."""
     if explicit:
         return explicit
     op = store.operator_claims()
     asu = op.account_server_url
-    if asu and asu.split("://", 1)[0].lower() in ("nats", "tls", "ws", "wss"):
+    if asu and asu.split("://", 1)[0].lower() in ("nats", "tls", "ws", "wss", "http", "https"):
         return asu
     if op.operator_service_urls:
         return op.operator_service_urls[0]

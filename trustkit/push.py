@@ -413,3 +413,67 @@ async def push_accounts(
         connect_timeout=connect_timeout,
     ) as client:
         return await client.update(account_jwts)
+
+
+# --- HTTP account servers (nsc's "account server URL" with an http(s) scheme) -------------------
+
+
+def is_http_url(url: str) -> bool:
+    """True for an account-server URL (``http://``/``https://``), as nsc tells them apart."""
+    return url.strip().lower().startswith(("http://", "https://"))
+
+
+def _account_url(base: str, account: str) -> str:
+    """``<base>/accounts/<A>``, joined as nsc joins it (one slash, whatever the base ends with)."""
+    return base.rstrip("/") + "/accounts/" + account
+
+
+async def http_push_accounts(
+    base_url: str, account_jwts: Sequence[str], *, timeout: float = 5.0
+) -> list[ServerReply]:
+    """POST each account JWT to ``<base_url>/accounts/<A>`` (``application/jwt``), as nsc pushes to
+    an account server. One reply per account: the HTTP status is the code, the body the message.
+    A connection failure is a reply with code 0 (the other accounts are still tried)."""
+    import httpx
+
+    host = base_url.split("://", 1)[-1].split("/", 1)[0]
+    out: list[ServerReply] = []
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        for token in account_jwts:
+            account = decode(token, AccountClaims).sub  # refuse garbage before sending it
+            try:
+                resp = await client.post(
+                    _account_url(base_url, account),
+                    content=token.encode("ascii"),
+                    headers={"Content-Type": "application/jwt"},
+                )
+            except httpx.HTTPError as exc:
+                out.append(ServerReply(account, host, "", 0, f"{type(exc).__name__}: {exc}"))
+                continue
+            message = " ".join(resp.text.split())[:200] or resp.reason_phrase
+            out.append(ServerReply(account, host, "", resp.status_code, message))
+    return out
+
+
+async def http_pull_accounts(
+    base_url: str, accounts: Sequence[str], *, timeout: float = 5.0
+) -> list[tuple[str, str]]:
+    """GET ``<base_url>/accounts/<A>`` for each account key; (key, JWT) for those the server has
+    (200). A 404 is skipped. Raises :class:`PushError` when the server cannot be reached or
+    answers anything else, naming the URL."""
+    import httpx
+
+    found: list[tuple[str, str]] = []
+    async with httpx.AsyncClient(timeout=timeout) as client:
+        for account in accounts:
+            url = _account_url(base_url, account)
+            try:
+                resp = await client.get(url)
+            except httpx.HTTPError as exc:
+                raise PushError(f"cannot reach the account server at {url}: {type(exc).__name__}") from None
+            if resp.status_code == 404:
+                continue
+            if resp.status_code != 200:
+                raise PushError(f"account server {url} answered {resp.status_code} {resp.reason_phrase}")
+            found.append((account, resp.text.strip()))
+    return found

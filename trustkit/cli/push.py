@@ -26,7 +26,8 @@ UrlOpt = Annotated[
     typer.Option(
         "--account-jwt-server-url",
         "-u",
-        help="nats:// URL (default: the operator's account server URL, else its first service URL).",
+        help="nats:// URL, or http(s):// account server (default: the operator's account server URL, "
+        "else its first service URL).",
     ),
 ]
 TimeoutOpt = Annotated[
@@ -104,7 +105,7 @@ def push_cmd(
         push_user,
         server_url,
     )
-    from trustkit.push import SystemClient, delete_request
+    from trustkit.push import SystemClient, delete_request, is_http_url
 
     if sum(map(bool, (prune, account_removal, diff))) > 1:
         fail("--prune, --account-removal and --diff are mutually exclusive", 2)
@@ -123,6 +124,9 @@ def push_cmd(
         check_pushable(ws, op, names, now=now())
     tokens = [store.read_account_jwt(n) for n in names]
     by_key = {store.account_claims(n).sub: n for n in names}
+    if is_http_url(target):
+        _push_http(target, tokens, by_key, timeout=timeout, as_json=as_json, refused=bool(prune or removal or diff))
+        return
     t = now()
     user_jwt, user_key = push_user(ws, op, now=t, system_account=system_account, system_user=system_user)
     request_key = operator_request_key(ws, op) if prune or removal else None
@@ -214,10 +218,9 @@ def pull_cmd(
     import asyncio
 
     from trustkit import nkeys
-    from trustkit.errors import TokenError, exit_status
-    from trustkit.manage import push_user, server_url, store_pulled
+    from trustkit.manage import push_user, server_url
     from trustkit.nkeys import PrefixByte
-    from trustkit.push import PushError, SystemClient
+    from trustkit.push import PushError, SystemClient, http_pull_accounts, is_http_url
 
     ws = workspace(config_dir, data_dir, keystore_dir)
     op = pick_operator(ws, operator)
@@ -227,6 +230,14 @@ def pull_cmd(
     if not all_accounts:
         name = pick_account(ws, op, account)
         key = name if nkeys.is_valid_public_key(name, PrefixByte.ACCOUNT) else store.account_claims(name).sub
+    if is_http_url(target):
+        # an account server cannot list its accounts: --all asks for every account of the store
+        keys = [key] if key is not None else [store.account_claims(n).sub for n in store.list_accounts()]
+        found = asyncio.run(http_pull_accounts(target, keys, timeout=max(timeout, 5.0)))
+        if key is not None and not found:
+            raise PushError(f"the account server at {target} has no account {account or key}")
+        _store_and_report(ws, op, found, target, overwrite_newer=overwrite_newer, as_json=as_json)
+        return
     user_jwt, user_key = push_user(ws, op, now=now(), system_account=system_account, system_user=system_user)
 
     async def run() -> list[tuple[str, str]]:
@@ -245,15 +256,44 @@ def pull_cmd(
         return found
 
     tokens = asyncio.run(run())
+    _store_and_report(ws, op, tokens, target, overwrite_newer=overwrite_newer, as_json=as_json)
+
+
+def _store_and_report(
+    ws: Any, op: str, tokens: list[tuple[str, str]], source: str, *, overwrite_newer: bool, as_json: bool
+) -> None:
+    """Verify and store pulled JWTs (all or nothing), one row per account."""
+    from trustkit.errors import TokenError, exit_status
+    from trustkit.manage import store_pulled
+
     report = store_pulled(ws, op, tokens, now=now(), overwrite_newer=overwrite_newer)
-    emit([r.to_json() for r in report.rows], as_json=as_json, title=f"pull from {target}")
+    emit([r.to_json() for r in report.rows], as_json=as_json, title=f"pull from {source}")
     if report.refused:
         first = report.refused[0]
         fail(
-            f"refused {len(report.refused)} JWT(s) from {target} ({first.account or first.public_key}: "
+            f"refused {len(report.refused)} JWT(s) from {source} ({first.account or first.public_key}: "
             f"{first.message}); nothing was written",
             exit_status(TokenError("")),
         )
+
+
+def _push_http(
+    target: str, tokens: list[str], by_key: dict[str, str], *, timeout: float, as_json: bool, refused: bool
+) -> None:
+    """nsc's push to an HTTP account server: one POST per account, one row per account."""
+    import asyncio
+
+    from trustkit.push import http_push_accounts
+
+    if refused:
+        fail("--prune, --account-removal and --diff need a nats:// URL (a nats-based resolver)", 2)
+    if not tokens:
+        fail("nothing to push: pass --all or --account", 2)
+    replies = asyncio.run(http_push_accounts(target, tokens, timeout=max(timeout, 5.0)))
+    rows = [_row("update", by_key.get(r.account, r.account), r.server, r.code, r.message) for r in replies]
+    emit(rows, as_json=as_json, title=f"push to {target}")
+    if any(not 200 <= r["code"] < 300 for r in rows):
+        raise typer.Exit(7)
 
 
 def revocations_add_user_cmd(
