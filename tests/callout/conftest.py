@@ -249,16 +249,22 @@ class Slapd:
             self.resume()
 
 
-@pytest.fixture(scope="session")
-def slapd() -> Iterator[Slapd]:
-    require(
+def slapd_available() -> bool:
+    """slapd, ldapadd, slappasswd and openssl are installed."""
+    return (
         os.access(SLAPD, os.X_OK)
         and shutil.which("ldapadd") is not None
         and shutil.which("slappasswd") is not None
-        and shutil.which("openssl") is not None,
-        "OpenLDAP slapd + ldap-utils (and openssl)",
-        "run bash scripts/install-components.sh",
+        and shutil.which("openssl") is not None
     )
+
+
+@contextlib.contextmanager
+def private_slapd() -> Iterator[Slapd]:
+    """A started slapd loaded with the test directory; stopped and its files removed afterwards.
+
+    Used by the ``slapd`` fixture and by ``bench/callout.py``.
+    """
     tmp = Path(tempfile.mkdtemp(prefix="trustkit-slapd-"))
     server = Slapd(workdir=tmp, port=free_port(), tls_port=free_port())
     try:
@@ -316,3 +322,14 @@ def slapd() -> Iterator[Slapd]:
     finally:
         server.stop()
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def slapd() -> Iterator[Slapd]:
+    require(
+        slapd_available(),
+        "OpenLDAP slapd + ldap-utils (and openssl)",
+        "run bash scripts/install-components.sh",
+    )
+    with private_slapd() as server:
+        yield server
