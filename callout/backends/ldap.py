@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -176,9 +177,11 @@ class LdapBackend:
     """Authenticate users against an LDAP directory; see the module docstring for the steps.
 
     Service connections are pooled (at most ``max_workers`` idle ones); a pooled connection found
-    dead (server restarted, idle timeout) is replaced once within the same call. User binds always
-    use a fresh connection. Every connection gets a fresh ``ldap3.Server``: a shared one remembers
-    a refused connect for about 5 s and would refuse to try again after the server is back.
+    dead (server restarted, idle timeout) is replaced once within the same call. User binds use a
+    second pool of connections that only ever bind (a rebind replaces the previous identity, and
+    no search runs on them); a bind that ends in an error drops its connection. Every connection
+    gets a fresh ``ldap3.Server``: a shared one remembers a refused connect for about 5 s and
+    would refuse to try again after the server is back.
     """
 
     def __init__(self, config: LdapConfig, *, clock: Callable[[], float] = time.time) -> None:
@@ -186,6 +189,7 @@ class LdapBackend:
         self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="callout-ldap")
         self._idle: list[Any] = []  # bound, idle service connections (ldap3.Connection)
+        self._bind_idle: list[Any] = []  # idle connections used only to check user passwords
         self._lock = threading.Lock()
         self._pending = 0
         self._closed = False
@@ -244,7 +248,8 @@ class LdapBackend:
         self._closed = True
         self._executor.shutdown(wait=False, cancel_futures=True)
         with self._lock:
-            idle, self._idle = self._idle, []
+            idle, self._idle = self._idle + self._bind_idle, []
+            self._bind_idle = []
         for conn in idle:
             _unbind_quietly(conn)
 
@@ -426,7 +431,15 @@ class LdapBackend:
     def _bind_user(self, dn: str, password: str, deadline: float) -> None:
         if not dn:  # an empty DN + password could be taken as an anonymous bind
             raise BackendUnavailable("LDAP returned an entry without a DN")
-        conn, code = self._open(dn, password, deadline)
+        if not password:  # belt and braces: never send an unauthenticated bind
+            raise InvalidInput("password is empty")
+        with self._lock:
+            conn = self._bind_idle.pop() if self._bind_idle else None
+        code = self._rebind(conn, dn, password, deadline) if conn is not None else None
+        if code is None:  # no pooled connection, or it was dead
+            if conn is not None:
+                _unbind_quietly(conn)
+            conn, code = self._open(dn, password, deadline)
         try:
             if code == _SUCCESS:
                 return
@@ -436,7 +449,32 @@ class LdapBackend:
             log.warning("LDAP bind as %s failed: %s", dn, _describe(conn))
             raise BackendUnavailable("LDAP bind failed")
         finally:
-            _unbind_quietly(conn)
+            self._release_bind(conn, code)
+
+    def _rebind(self, conn: Any, dn: str, password: str, deadline: float) -> int | None:
+        """Bind a pooled connection as ``dn``: the result code, or None if the connection is dead."""
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise BackendUnavailable("LDAP backend did not answer in time")
+        if conn.socket is not None:
+            conn.socket.settimeout(max(0.05, min(self.config.receive_timeout, remaining)))
+        try:
+            conn.rebind(user=dn, password=password, read_server_info=False)
+        except LDAPException as e:
+            log.info("pooled LDAP bind connection is dead (%s), reconnecting", type(e).__name__)
+            return None
+        code = conn.result.get("result", -1) if conn.result else -1
+        return None if code not in (_SUCCESS, *_BIND_REFUSED) and conn.closed else code
+
+    def _release_bind(self, conn: Any, code: int) -> None:
+        """Keep a user-bind connection for the next bind (it is only ever used to bind again: a
+        search always runs on a service connection), unless the bind ended in an error."""
+        if code == _SUCCESS or code in _BIND_REFUSED:
+            with self._lock:
+                if not self._closed and len(self._bind_idle) < self.config.max_workers:
+                    self._bind_idle.append(conn)
+                    return
+        _unbind_quietly(conn)
 
     def _groups_from_member_of(self, dns: Sequence[str]) -> list[str]:
         base = _dn_key(self.config.group_base) if self.config.group_base else None
@@ -449,7 +487,7 @@ class LdapBackend:
                 continue
             if not key or (base is not None and (len(key) <= len(base) or key[-len(base) :] != base)):
                 continue
-            names.append(_unescape_dn_value(parse_dn(dn)[0][1]))
+            names.append(_unescape_dn_value(_parse_dn(dn)[0][1]))
         return names
 
     def _search_groups(self, conn: Any, dn: str) -> list[str]:
@@ -513,9 +551,16 @@ def _decode(raw: dict[str, list[bytes]]) -> dict[str, list[str]]:
     return out
 
 
+@lru_cache(maxsize=4096)
+def _parse_dn(dn: str) -> tuple[tuple[str, str, str], ...]:
+    """ldap3's DN parser, cached: group DNs repeat on every login, and parsing is pure Python."""
+    return tuple(tuple(rdn) for rdn in parse_dn(dn))
+
+
+@lru_cache(maxsize=4096)
 def _dn_key(dn: str) -> tuple[tuple[str, str], ...]:
     """A DN compared case-insensitively, RDN by RDN (enough for the case-insensitive cn/ou/dc)."""
-    return tuple((a.lower(), _unescape_dn_value(v).lower()) for a, v, _ in parse_dn(dn))
+    return tuple((a.lower(), _unescape_dn_value(v).lower()) for a, v, _ in _parse_dn(dn))
 
 
 def _unescape_dn_value(value: str) -> str:

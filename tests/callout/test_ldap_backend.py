@@ -307,6 +307,26 @@ def test_slapd_stopped_mid_run_then_recovers_at_once(slapd: Slapd) -> None:
     assert recovery < 0.5
 
 
+def test_user_binds_reuse_one_connection_and_never_carry_an_identity_over(slapd: Slapd) -> None:
+    """The user-bind pool: one connection serves consecutive binds (a wrong password in between
+    included), each bind is judged on its own password, and a restart is survived."""
+
+    async def body(b: LdapBackend) -> list[Any]:
+        await b.authenticate("alice", ALICE_PW)
+        first = list(b._bind_idle)
+        out: list[Any] = [len(first)]
+        out.append(type(await refusal(b, "bob", "not-bobs-password")))  # right after alice's bind
+        out.append((await b.authenticate("bob", USERS["bob"][1] or "")).subject)
+        out.append(type(await refusal(b, "alice", USERS["bob"][1] or "")))  # bob's password: no
+        out.append(b._bind_idle == first)  # the same connection all along
+        slapd.restart()  # the pooled bind connection is now dead: replaced within the call
+        out.append((await b.authenticate("alice", ALICE_PW)).subject)
+        out.append(len(b._bind_idle))
+        return out
+
+    assert run(slapd, body) == [1, InvalidCredentials, "bob", InvalidCredentials, True, "alice", 1]
+
+
 def test_hung_slapd_times_out_without_blocking_the_loop(slapd: Slapd) -> None:
     async def body(b: LdapBackend) -> tuple[list[Exception], float, float, Identity]:
         await b.authenticate("alice", ALICE_PW)
