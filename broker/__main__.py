@@ -37,7 +37,7 @@ async def _serve(cfg: BrokerConfig) -> int:
 
     broker = Broker(cfg, log=lambda m: print(m, file=sys.stderr, flush=True))
     await broker.start()
-    mode = "operator mode" if cfg.operator_mode else "no auth"
+    mode = "operator mode" if cfg.operator_mode else "auth required" if cfg.auth_required else "no auth"
     print(f"trustkit-broker listening on {cfg.host}:{cfg.port} ({mode})", file=sys.stderr, flush=True)
     print("Server is ready", file=sys.stderr, flush=True)
     stop = asyncio.Event()

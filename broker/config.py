@@ -9,6 +9,7 @@ anything else with an error naming the key, so a config never silently means les
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 from dataclasses import dataclass, field
@@ -16,9 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from broker.tls import TLSConfig, TLSConfigError, parse_tls
+from trustkit import nkeys
 from trustkit.errors import BrokerError
+from trustkit.jwt.types import Permission, UserPermissionLimits
+from trustkit.nkeys import PrefixByte
 
-__all__ = ["BrokerConfig", "ConfigError", "parse_conf"]
+__all__ = ["AuthCalloutConfig", "BrokerConfig", "ConfigError", "ConfigUser", "parse_conf"]
+
+GLOBAL_ACCOUNT = "$G"
 
 
 class ConfigError(BrokerError):
@@ -42,6 +48,19 @@ _UNITS = {
 }
 _BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
 _BARE_END = set(" \t\r\n,;}]#")
+
+
+class _ConfMap(dict[str, Any]):
+    """A parsed block: keys lower-cased (nats-server matches them so); ``written`` keeps each key
+    as the file spells it, for blocks whose keys are names (``accounts { APP: ... }``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written: dict[str, str] = {}
+
+
+def _written(block: dict[str, Any], key: str) -> str:
+    return block.written.get(key, key) if isinstance(block, _ConfMap) else key
 
 
 class _Reader:
@@ -68,7 +87,7 @@ class _Reader:
         return self.s[self.i] if self.i < len(self.s) else ""
 
     def map_body(self, closing: str | None) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+        out = _ConfMap()
         while True:
             self.skip()
             c = self.peek()
@@ -87,6 +106,7 @@ class _Reader:
                 self.i += 1
                 self.skip(newlines=False)
             out[key.lower()] = self.value()
+            out.written[key.lower()] = key
 
     def value(self) -> Any:
         c = self.peek()
@@ -153,6 +173,36 @@ def parse_conf(text: str, source: str = "config") -> dict[str, Any]:
     return _Reader(text, source).map_body(None)
 
 
+@dataclass(frozen=True, slots=True)
+class ConfigUser:
+    """A user/password user of ``authorization { users }`` (account ``$G``) or of
+    ``accounts { A: { users } }``, with its optional ``permissions`` (publish/subscribe)."""
+
+    name: str
+    password: str = field(repr=False)
+    account: str = GLOBAL_ACCOUNT
+    permissions: UserPermissionLimits | None = None
+
+    def password_matches(self, given: object) -> bool:
+        """nats-server ``comparePasswords`` for plain passwords (constant time)."""
+        return isinstance(given, str) and hmac.compare_digest(self.password.encode(), given.encode())
+
+
+@dataclass(frozen=True, slots=True)
+class AuthCalloutConfig:
+    """``authorization { auth_callout { ... } }`` (config mode), as nats-server's ``parseAuthCallout``
+    reads it: ``issuer`` (account public key that signs the user JWTs), ``account`` (where the
+    requests go, default ``$G``), ``auth_users`` (users that bypass the callout: the service's own),
+    ``xkey`` (the service's public curve key: requests are sealed for it) and
+    ``allowed_accounts`` (if given, only users of these accounts are delegated)."""
+
+    issuer: str
+    auth_users: tuple[str, ...]
+    account: str = GLOBAL_ACCOUNT
+    xkey: str = ""
+    allowed_accounts: tuple[str, ...] = ()
+
+
 @dataclass
 class BrokerConfig:
     """What the broker runs with. Defaults are nats-server's (const.go)."""
@@ -181,10 +231,24 @@ class BrokerConfig:
     ping_max: int = 2
     auth_timeout: float = 2.0
     tls: TLSConfig | None = None
+    #: ``authorization { timeout }`` in seconds; 0 means nats-server's default (2 s, TLS timeout + 1 s)
+    authorization_timeout: float = 0.0
+    #: config-mode user/password users by name (None: no users list at all, so no auth)
+    users: dict[str, ConfigUser] | None = None
+    #: config-mode accounts named in ``accounts {}`` (``$G`` always exists)
+    accounts: list[str] = field(default_factory=list)
+    auth_callout: AuthCalloutConfig | None = None
+    #: what nats-server only logs at start-up (the broker logs it too)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def operator_mode(self) -> bool:
         return bool(self.operator_jwts)
+
+    @property
+    def auth_required(self) -> bool:
+        """nats-server ``configureAuthorization``: trusted operators or any users list."""
+        return self.operator_mode or self.users is not None
 
     @classmethod
     def from_file(cls, path: str | Path) -> BrokerConfig:
@@ -216,8 +280,11 @@ class BrokerConfig:
             raise ConfigError(
                 f"max_payload ({cfg.max_payload}) cannot be higher than max_pending ({cfg.max_pending})"
             )
-        if cfg.tls is not None:
+        if cfg.authorization_timeout > 0:
+            cfg.auth_timeout = cfg.authorization_timeout
+        elif cfg.tls is not None:
             cfg.auth_timeout = cfg.tls.timeout + 1.0  # nats-server getDefaultAuthTimeout
+        _check_auth(cfg)
         return cfg
 
 
@@ -317,6 +384,187 @@ def _tls(cfg: BrokerConfig, value: Any, base: Path) -> None:
         raise ConfigError(exc.message) from None
 
 
+# --- authorization {} and accounts {} (config mode) -------------------------------------------
+
+_BCRYPT = re.compile(r"\$2[abxy]?\$\d{2}\$.*")  # nats-server validBcryptPrefix
+
+
+def _str_list(key: str, value: Any) -> list[str]:
+    items = value if isinstance(value, list) else None
+    if items is None or not all(isinstance(v, str) for v in items):
+        raise ConfigError(f"{key} must be an array of strings, got {value!r}")
+    return list(items)
+
+
+def _permission(key: str, value: Any) -> Permission:
+    """One direction of nats-server's ``parseUserPermissions``: a subject, a list, or ``{allow, deny}``."""
+    if isinstance(value, str):
+        return Permission(allow=[value])
+    if isinstance(value, list):
+        return Permission(allow=_str_list(key, value))
+    if isinstance(value, dict):
+        perm = Permission()
+        for k, v in value.items():
+            if k not in ("allow", "deny"):
+                raise ConfigError(f"{key}: key {k!r} is not supported by trustkit-broker (allow, deny)")
+            setattr(perm, k, [v] if isinstance(v, str) else _str_list(f"{key} {k}", v))
+        return perm
+    raise ConfigError(f"{key} must be a subject, an array or {{ allow, deny }}, got {value!r}")
+
+
+def _user_permissions(who: str, value: Any) -> UserPermissionLimits:
+    if not isinstance(value, dict):
+        raise ConfigError(f"Expected permissions to be a map/struct, got {value!r}")
+    upl = UserPermissionLimits()
+    for k, v in value.items():
+        if k in ("publish", "pub"):
+            upl.pub = _permission(f"{who} permissions {k}", v)
+        elif k in ("subscribe", "sub"):
+            upl.sub = _permission(f"{who} permissions {k}", v)
+        else:
+            raise ConfigError(
+                f"{who} permissions key {k!r} is not supported by trustkit-broker (publish, subscribe)"
+            )
+    return upl
+
+
+def _users(cfg: BrokerConfig, value: Any, account: str) -> None:
+    """nats-server ``parseUsers`` for user/password entries (nkey users are not supported)."""
+    if not isinstance(value, list):
+        raise ConfigError(f"Expected users field to be an array, got {value!r}")
+    users = cfg.users if cfg.users is not None else {}
+    for entry in value:
+        if not isinstance(entry, dict):
+            raise ConfigError(f"Expected user entry to be a map/struct, got {entry!r}")
+        name = password = ""
+        perms: UserPermissionLimits | None = None
+        for k, v in entry.items():
+            if k in ("user", "username"):
+                name = str(v)
+            elif k in ("pass", "password"):
+                password = str(v)
+            elif k in ("permission", "permissions", "authorization"):
+                perms = _user_permissions(f"user {name or '?'}", v)
+            elif k == "nkey":
+                raise ConfigError("nkey users are not supported by trustkit-broker (user/password, or JWTs)")
+            else:
+                raise ConfigError(f"user key {k!r} is not supported by trustkit-broker")
+        if not name:
+            raise ConfigError("User entry requires a user")
+        if _BCRYPT.fullmatch(password):
+            raise ConfigError(f"user {name}: bcrypt passwords are not supported by trustkit-broker")
+        if name in users:
+            raise ConfigError(f'Duplicate user "{name}" detected')
+        users[name] = ConfigUser(name, password, account, perms)
+    cfg.users = users
+
+
+def _auth_callout(value: Any) -> AuthCalloutConfig:
+    """nats-server ``parseAuthCallout``, with its aliases (``acc``, ``users``, ``key``) and texts."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"Expected authorization callout to be a map/struct, got {value!r}")
+    issuer, account, xkey = "", GLOBAL_ACCOUNT, ""
+    auth_users: list[str] = []
+    allowed: list[str] = []
+    for k, v in value.items():
+        if k == "issuer":
+            issuer = str(v)
+            if not nkeys.is_valid_public_key(issuer, PrefixByte.ACCOUNT):
+                raise ConfigError(f'Expected callout user to be a valid public account nkey, got "{issuer}"')
+        elif k in ("account", "acc"):
+            account = str(v) or GLOBAL_ACCOUNT
+        elif k in ("auth_users", "users"):
+            if not isinstance(v, list):
+                raise ConfigError(f"Expected auth_users field to be an array, got {v!r}")
+            auth_users = [str(u) for u in v]
+        elif k in ("xkey", "key"):
+            xkey = str(v)
+            if not nkeys.is_valid_public_key(xkey, PrefixByte.CURVE):
+                raise ConfigError(f'Expected callout xkey to be a valid public xkey, got "{xkey}"')
+        elif k == "allowed_accounts":
+            if not isinstance(v, list):
+                raise ConfigError(f"Expected allowed accounts field to be an array, got {v!r}")
+            allowed = [str(a) for a in v]
+        else:
+            raise ConfigError(f'Unknown field "{k}" parsing authorization callout')
+    if not issuer:
+        raise ConfigError("Authorization callouts require an issuer to be specified")
+    if not auth_users:
+        raise ConfigError("Authorization callouts require authorized users to be specified")
+    return AuthCalloutConfig(issuer, tuple(auth_users), account, xkey, tuple(allowed))
+
+
+def _authorization(cfg: BrokerConfig, value: Any, base: Path) -> None:
+    """nats-server ``parseAuthorization``: ``timeout``, ``users`` and ``auth_callout`` (alias
+    ``auth_hook``). A single ``user``/``password``, ``token``, default permissions and nkey users
+    are refused."""
+    if not isinstance(value, dict):
+        raise ConfigError("authorization must be a block { users, timeout, auth_callout }")
+    for k, v in value.items():
+        if k == "timeout":
+            if isinstance(v, bool) or not isinstance(v, int | float | str):
+                raise ConfigError("error parsing authorization config, 'timeout' wrong type")
+            if isinstance(v, str):
+                try:
+                    seconds = float(v)
+                except ValueError:
+                    seconds = _go_duration("authorization timeout", v)
+            else:
+                seconds = float(v)
+            if seconds < 0:
+                raise ConfigError(f"authorization timeout must not be negative, got {v!r}")
+            cfg.authorization_timeout = seconds
+        elif k == "users":
+            _users(cfg, v, GLOBAL_ACCOUNT)
+        elif k in ("auth_callout", "auth_hook"):
+            cfg.auth_callout = _auth_callout(v)
+        else:
+            raise ConfigError(
+                f"authorization key {k!r} is not supported by trustkit-broker (users, timeout, auth_callout)"
+            )
+
+
+def _accounts(cfg: BrokerConfig, value: Any, base: Path) -> None:
+    """``accounts { A: { users: [...] } }``: named accounts with user/password users."""
+    if not isinstance(value, dict):
+        raise ConfigError("accounts must be a block { NAME: { users: [...] } }")
+    for key, body in value.items():
+        name = _written(value, key)  # account names are case-sensitive
+        if name in cfg.accounts:
+            raise ConfigError(f'Duplicate Account Entry: "{name}"')
+        if not isinstance(body, dict):
+            raise ConfigError(f"account {name!r} must be a block {{ users: [...] }}")
+        cfg.accounts.append(name)
+        for k, v in body.items():
+            if k != "users":
+                raise ConfigError(f"account {name!r}: key {k!r} is not supported by trustkit-broker (users)")
+            _users(cfg, v, name)
+
+
+def _check_auth(cfg: BrokerConfig) -> None:
+    """What nats-server validates across blocks (opts.go, jwt.go ``validateTrustedOperators``)."""
+    if cfg.operator_mode:
+        if cfg.accounts:
+            raise ConfigError("operators do not allow Accounts to be configured directly")
+        if cfg.users is not None:
+            raise ConfigError("operators do not allow users to be configured directly")
+        if cfg.auth_callout is not None:
+            raise ConfigError("operators do not allow authorization callouts to be configured directly")
+        return
+    ac = cfg.auth_callout
+    if ac is None:
+        return
+    for name in ac.allowed_accounts:
+        if name not in cfg.accounts:
+            raise ConfigError(f'auth_callout allowed account "{name}" not found in configured accounts')
+    # nats-server logs these at start-up and then refuses every delegated login
+    if ac.account != GLOBAL_ACCOUNT and ac.account not in cfg.accounts:
+        cfg.warnings.append(f'Authorization callout account "{ac.account}" not valid')
+    for u in ac.auth_users:
+        if cfg.users is None or u not in cfg.users:
+            cfg.warnings.append(f'Authorization callout user "{u}" not valid')
+
+
 def _set(name: str, conv: Any = None) -> Any:
     def handler(cfg: BrokerConfig, value: Any, base: Path) -> None:
         setattr(cfg, name, conv(name, value) if conv else value)
@@ -342,6 +590,8 @@ _KEYS: dict[str, Any] = {
     "ping_max": _set("ping_max", _int),
     "ping_interval": None,  # filled below
     "tls": _tls,
+    "authorization": _authorization,
+    "accounts": _accounts,
 }
 
 

@@ -21,8 +21,10 @@ from collections.abc import Callable
 from typing import Any
 
 from broker import protocol as P
+from broker.callout_client import AuthWait, CalloutClient, local_grant
 from broker.config import BrokerConfig
 from broker.router import Router, Subscription
+from broker.sharing import Links, Mappings, ShadowSub, Sharing
 from broker.system import SystemRequests
 from broker.tls import TLSConfig
 from trustkit import subject as subjects
@@ -85,7 +87,7 @@ class Account:
     ``claims`` so that a pushed JWT applies to the next publish.
     """
 
-    __slots__ = ("_claims", "conns", "data_limit", "data_used", "key", "router")
+    __slots__ = ("_claims", "conns", "data_limit", "data_used", "key", "links", "mapper", "router")
 
     def __init__(self, key: str, claims: AccountClaims | None) -> None:
         self.key = key
@@ -94,6 +96,9 @@ class Account:
         self.claims = claims
         self.router = Router()
         self.conns: set[Conn] = set()
+        # sharing (broker/sharing.py): exports, imports, pending responses; the JWT's mappings
+        self.links: Links | None = None
+        self.mapper: Mappings | None = None
 
     @property
     def claims(self) -> AccountClaims | None:
@@ -106,14 +111,16 @@ class Account:
 
 
 class ConnSub(Subscription):
-    """A client subscription with its auto-unsubscribe counter."""
+    """A client subscription with its auto-unsubscribe counter (and its copies in exporters'
+    routing tables for stream imports, broker/sharing.py)."""
 
-    __slots__ = ("delivered", "max")
+    __slots__ = ("delivered", "max", "shadows")
 
     def __init__(self, subject: str, sid: str, conn: Conn, queue: str | None) -> None:
         super().__init__(subject, sid, conn, queue)
         self.max = 0
         self.delivered = 0
+        self.shadows: list[ShadowSub] | None = None
 
 
 class Conn(asyncio.Protocol):
@@ -125,7 +132,7 @@ class Conn(asyncio.Protocol):
         self.parser = P.Parser(
             broker.config.max_control_line,
             broker.config.max_payload,
-            require_connect=broker.config.operator_mode,  # nats-server: only when auth is required
+            require_connect=broker.config.auth_required,  # nats-server: only when auth is required
         )
         self.transport: asyncio.Transport | None = None
         self.out: list[bytes] = []
@@ -162,6 +169,8 @@ class Conn(asyncio.Protocol):
         self.upgrade: asyncio.Task[None] | None = None
         self.connect_opts: dict[str, Any] | None = None
         self.expiry: asyncio.TimerHandle | None = None
+        # set while an auth callout judges the CONNECT: nothing else is processed meanwhile
+        self.auth_wait: AuthWait | None = None
 
     # --- connection lifecycle -------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -184,7 +193,7 @@ class Conn(asyncio.Protocol):
             self.error_close("maximum connections exceeded")
             return
         broker.conns.add(self)
-        if not cfg.operator_mode:
+        if not cfg.auth_required:
             # no auth: the client is in $G at once and may work before (or without) a CONNECT
             self.account = broker.account(GLOBAL_ACCOUNT, None)
             self.account.conns.add(self)
@@ -205,7 +214,7 @@ class Conn(asyncio.Protocol):
         """Auth and ping timers; with TLS they start after the handshake, as in nats-server."""
         cfg = self.broker.config
         loop = asyncio.get_running_loop()
-        if cfg.operator_mode:
+        if cfg.auth_required:
             self.timers.append(loop.call_later(cfg.auth_timeout, self._auth_timeout))
         if cfg.ping_interval > 0:
             self.timers.append(loop.call_later(cfg.ping_interval, self._ping_timer))
@@ -263,17 +272,22 @@ class Conn(asyncio.Protocol):
         if self.account is not None:
             self.account.router.remove_conn(self)
             self.account.conns.discard(self)
+            if self.account.links is not None:
+                self.broker.sharing.conn_closed(self.account, self)
         self.broker.conns.discard(self)
         self.broker.closed_stats(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.tls_pending:
+        if self.tls_pending or self.auth_wait is not None:
             self.held += data
             return
         try:
             ops = self.parser.feed(data)
         except P.ProtocolError as e:
             self._dispatch(e.ops)
+            if self.auth_wait is not None:  # after the auth callout, like the operations before it
+                self.auth_wait.error = e
+                return
             if e.err_text is not None:
                 self.send(e.frame)
             self.close()
@@ -299,6 +313,9 @@ class Conn(asyncio.Protocol):
                 self.pings_out = 0
             elif t is P.Connect:
                 self.on_connect(op.opts)  # type: ignore[union-attr]
+                if self.auth_wait is not None:  # nats-server reads nothing more until the callout ends
+                    self.auth_wait.ops = ops[[o is op for o in ops].index(True) + 1 :]
+                    return
 
     # --- output ---------------------------------------------------------------------------
     def send(self, frame: bytes) -> None:
@@ -373,12 +390,27 @@ class Conn(asyncio.Protocol):
         if self.no_responders and not self.headers:
             self.error_close("no responders requires headers support")
             return
+        grant, account = self._login(opts)
+        callout = self.broker.callout
+        if callout.active:
+            if callout.delegate(self, opts, grant, account):
+                return  # the auth callout decides (broker/callout_client.py): admit() or -ERR later
+            if account is not None:
+                grant = callout.harden(grant, account)
+        if account is None:
+            self.error_close(P.ERR_AUTHORIZATION)
+            return
+        self.admit(account, grant)
+
+    def _login(self, opts: dict[str, Any]) -> tuple[Grant | None, Account | None]:
+        """The server's own judgement of a CONNECT (before any auth callout): the grant and the
+        account, or (None, None) when refused."""
         broker = self.broker
-        if broker.config.operator_mode:
+        cfg = broker.config
+        if cfg.operator_mode:
             jwt_text = opts.get("jwt")
             if not isinstance(jwt_text, str) or not jwt_text:
-                self.error_close(P.ERR_AUTHORIZATION)
-                return
+                return None, None
             try:
                 grant = authorize_user(
                     jwt_text,
@@ -391,9 +423,19 @@ class Conn(asyncio.Protocol):
                 )
             except AuthorizationError as exc:
                 broker.log(f"cid:{self.cid} authorization refused: {exc.code}: {exc.message}")
-                self.error_close(P.ERR_AUTHORIZATION)
-                return
-            account = broker.account(grant.account.sub, grant.account)
+                return None, None
+            return grant, broker.account(grant.account.sub, grant.account)
+        if cfg.users is not None:  # config mode: the users of authorization {} and accounts {}
+            user = cfg.users.get(str(opts.get("user") or ""))
+            if user is None or not user.password_matches(opts.get("pass")):
+                return None, None
+            return local_grant(user.name, user.account, user.permissions), broker.account(user.account, None)
+        return None, broker.account(GLOBAL_ACCOUNT, None)
+
+    def admit(self, account: Account, grant: Grant | None) -> None:
+        """Register an authorized CONNECT: limits, expiry, the account, ``+OK``."""
+        broker = self.broker
+        if grant is not None:
             acct_limits = grant.account.limits
             if acct_limits.conn != NO_LIMIT and len(account.conns) >= acct_limits.conn:
                 self.error_close("maximum account active connections exceeded")
@@ -408,8 +450,6 @@ class Conn(asyncio.Protocol):
                 delay = max(0.0, grant.expires_at - time.time())
                 self.expiry = asyncio.get_running_loop().call_later(delay, self._expired)
                 self.timers.append(self.expiry)
-        else:
-            account = broker.account(GLOBAL_ACCOUNT, None)
         self.account = account
         account.conns.add(self)
         self.parser.max_payload = (
@@ -420,6 +460,26 @@ class Conn(asyncio.Protocol):
         if self.max_subs == 0:  # nats-server: at the limit already; tell, then close ~20 ms later
             self.send(P.err("maximum subscriptions exceeded"))
             self.timers.append(asyncio.get_running_loop().call_later(0.02, self.close))
+
+    def resume_after_auth(self) -> None:
+        """The auth callout admitted the client: process what it sent meanwhile, in order."""
+        wait, self.auth_wait = self.auth_wait, None
+        if wait is None or self.closed:
+            return
+        if self.transport is not None:
+            self.transport.resume_reading()
+        self._dispatch(wait.ops)
+        if self.auth_wait is not None:  # another CONNECT among them went to the callout
+            self.auth_wait.error = wait.error
+            return
+        if wait.error is not None and not self.closed:
+            if wait.error.err_text is not None:
+                self.send(wait.error.frame)
+            self.close()
+            return
+        held, self.held = self.held, b""
+        if held and not self.closed:
+            self.data_received(held)
 
     def _logout(self) -> None:
         """Undo a CONNECT before the next one is judged."""
@@ -478,6 +538,8 @@ class Conn(asyncio.Protocol):
         sub = ConnSub(op.subject, op.sid, self, op.queue)
         account.router.insert(sub)
         self.subs[op.sid] = sub
+        if account.links is not None:
+            self.broker.sharing.subscribed(account, sub)  # stream imports: shadow subscriptions
         if self.verbose:
             self.send(P.OK_FRAME)
 
@@ -495,6 +557,8 @@ class Conn(asyncio.Protocol):
         self.subs.pop(sub.sid, None)
         if self.account is not None:
             self.account.router.remove(sub)
+            if self.account.links is not None:
+                self.broker.sharing.unsubscribed(self.account, sub)
 
     def on_pub(self, subject: str, reply: str | None, headers: bytes | None, payload: bytes) -> None:
         account = self.account
@@ -505,6 +569,8 @@ class Conn(asyncio.Protocol):
         if self.max_payload != NO_LIMIT and size > self.max_payload:
             self.error_close(P.ERR_MAX_PAYLOAD)
             return
+        if account.mapper is not None:  # the account's mappings, before permissions (nats-server)
+            subject = account.mapper(subject)  # "" when a weighted mapping drops the message
         grant = self.grant
         if grant is not None and not self._may_publish(grant, subject):
             self.send(P.err(f"Permissions Violation for Publish to {go_quote(subject)}"))
@@ -512,7 +578,7 @@ class Conn(asyncio.Protocol):
         if reply and _reserved_reply(reply):
             self.send(P.err(f"Permissions Violation for Publish with Reply of {go_quote(reply)}"))
             return
-        if not subjects.is_valid(subject, wildcards=False):
+        if subject and not subjects.is_valid(subject, wildcards=False):
             if self.verbose:
                 self.send(P.err("Invalid Publish Subject"))
             return
@@ -533,6 +599,8 @@ class Conn(asyncio.Protocol):
         handled = False
         if account.key == broker.config.system_account and subject.startswith("$SYS."):
             handled = broker.system.handle(subject, reply, headers, payload)  # broker/system.py
+        if broker.callout.pending and subject.startswith(broker.callout.inbox_prefix):
+            handled = broker.callout.on_reply(account, subject, payload) or handled  # a callout's answer
         delivered = broker.deliver(account, self, subject, reply, headers, payload) or handled
         if not delivered and reply and self.no_responders:
             for sub in self.subs.values():
@@ -578,6 +646,7 @@ class Broker:
         self.log = log or (lambda msg: None)
         self.server_key = KeyPair.generate(PrefixByte.SERVER)
         self.accounts: dict[str, Account] = {}
+        self.sharing = Sharing(self)  # imports, exports and mappings between accounts
         self.conns: set[Conn] = set()
         self._cid = 0
         self.to_flush: list[Conn] = []
@@ -602,6 +671,10 @@ class Broker:
                         self.resolver.store(path.read_text().strip())
                     except (OSError, TrustkitError) as exc:
                         self.log(f"skipping {path.name}: {exc}")
+        # the server side of auth callout (broker/callout_client.py); its curve key is INFO's xkey
+        self.callout = CalloutClient(self)
+        for warning in config.warnings:
+            self.log(warning)
         self.info_base: dict[str, Any] = {
             "server_id": self.server_key.public_key,
             "server_name": config.server_name or self.server_key.public_key,
@@ -611,10 +684,11 @@ class Broker:
             "host": config.host,
             "port": config.port,
             "headers": True,
-            "auth_required": config.operator_mode or None,
+            "auth_required": config.auth_required or None,
             "tls_required": config.tls is not None or None,
             "tls_verify": (config.tls is not None and config.tls.verify) or None,
             "max_payload": config.max_payload,
+            "xkey": self.callout.xkey.public_key,
         }
         self.info_base = {k: v for k, v in self.info_base.items() if v is not None}
         self._server: asyncio.base_events.Server | None = None
@@ -632,8 +706,10 @@ class Broker:
         acct = self.accounts.get(key)
         if acct is None:
             acct = self.accounts[key] = Account(key, claims)
-        elif claims is not None:
+            self.sharing.load(acct, refresh=False)  # its mappings, exports and imports
+        elif claims is not None and claims is not acct.claims:
             acct.claims = claims
+            self.sharing.load(acct)
         return acct
 
     # --- message routing ------------------------------------------------------------------
@@ -645,18 +721,29 @@ class Broker:
         reply: str | None,
         headers: bytes | None,
         payload: bytes,
+        from_service: bool = False,
     ) -> bool:
+        """Route a message in ``account``; True if anybody got it. ``from_service``: it came
+        through a service import (then stream imports do not carry it on, as in nats-server)."""
         result = account.router.match(subject)
         if not result:
             return False
         delivered = False
         for sub in result.plain:
-            delivered |= self._deliver_one(sub, sender, subject, reply, headers, payload)  # type: ignore[arg-type]
+            if type(sub) is ConnSub:
+                delivered |= self._deliver_one(sub, sender, subject, reply, headers, payload)
+            else:  # an import's subscription (broker/sharing.py)
+                delivered |= self.sharing.deliver(sub, sender, subject, reply, headers, payload, from_service)
         for members in result.queues.values():
             candidates = [m for m in members if not m.conn.closed]
             if candidates:
                 sub = candidates[secrets.randbelow(len(candidates))]
-                delivered |= self._deliver_one(sub, sender, subject, reply, headers, payload)  # type: ignore[arg-type]
+                if type(sub) is ConnSub:
+                    delivered |= self._deliver_one(sub, sender, subject, reply, headers, payload)
+                else:
+                    delivered |= self.sharing.deliver(
+                        sub, sender, subject, reply, headers, payload, from_service
+                    )
         return delivered
 
     def _deliver_one(

@@ -22,11 +22,13 @@ XOR of the SHA-256 of every stored JWT (what ``PACK`` compares); deletes that re
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -139,27 +141,52 @@ class JwtDir:
         """Store ``token`` (``DirJWTStore.save``): overwrite unless identical; True if it changed.
 
         Raises :class:`JwtStoreError` with nats-server's texts (``invalid public key``,
-        ``invalid JWT``, ``jwt store is full``) or a write failure.
+        ``invalid JWT``, ``jwt store is full``) or a write failure (then nothing is stored).
         """
+        old = self._jwts.get(key)
+        write = self.stage(key, token)
+        if write is None:
+            return False
+        try:
+            write()
+        except JwtStoreError:
+            if old is None:
+                self._untrack(key)
+            else:
+                self._track(key, old)
+            raise
+        return True
+
+    def stage(self, key: str, token: str) -> Callable[[], None] | None:
+        """The in-memory half of :meth:`save`: the checks, and the index updated at once (LOOKUP,
+        LIST and PACK answer from it). Returns the disk half (remove an evicted account's file,
+        write this one atomically), to be run in order, off the event loop; None when ``token`` is
+        stored already. Both halves raise :class:`JwtStoreError` as :meth:`save` does."""
         path = self._path(key)
         data = token.encode()
         if not data:
             raise JwtStoreError("invalid JWT")
+        evicted: Path | None = None
         if key in self._jwts:
             if self._jwts[key] == data:
-                return False
+                return None
         elif self.limit > 0 and len(self._jwts) >= self.limit:
             if not self.evict:
                 raise JwtStoreError("jwt store is full")
             oldest = next(iter(self._jwts))
-            remove_file(self.directory / (oldest + _EXT), missing_ok=True)
+            evicted = self.directory / (oldest + _EXT)
             self._untrack(oldest)
-        try:
-            atomic_write(path, data)
-        except TrustkitError as exc:
-            raise JwtStoreError(exc.message) from None
         self._track(key, data)
-        return True
+
+        def write() -> None:
+            try:
+                if evicted is not None:
+                    remove_file(evicted, missing_ok=True)
+                atomic_write(path, data)
+            except TrustkitError as exc:
+                raise JwtStoreError(exc.message) from None
+
+        return write
 
     def save_if_newer(self, key: str, token: str) -> bool:
         """``DirJWTStore.saveIfNewer`` (preloads): keep the stored JWT if it has the same ``jti``
@@ -205,6 +232,19 @@ class JwtDir:
         return True
 
 
+def _run(job: Callable[[], None] | None) -> str | None:
+    """Run a store write on the writer thread: None, or what went wrong."""
+    if job is None:
+        return None
+    try:
+        job()
+    except TrustkitError as exc:
+        return exc.message
+    except OSError as exc:
+        return str(exc)
+    return None
+
+
 def _expiry(data: bytes) -> int:
     """``exp`` of a stored JWT, 0 if none or undecodable (``jwt.DecodeGeneric`` as dirstore.go uses)."""
     try:
@@ -233,11 +273,15 @@ def _rfc3339nano(ns: int) -> str:
 
 
 def apply_account_update(broker: Broker, claims: AccountClaims) -> None:
-    """Live effect of a new account JWT: revoked users are disconnected, limits re-applied."""
+    """Live effect of a new account JWT: revoked users are disconnected, limits re-applied, and
+    its mappings, exports and imports rebuilt, with the imports of the accounts that import from
+    it re-checked (broker/sharing.py: a revoked activation stops its import at once)."""
     acct = broker.accounts.get(claims.sub)
     if acct is None:
+        broker.sharing.account_updated(claims.sub)  # not loaded, but maybe imported from
         return
     acct.claims = claims
+    broker.sharing.account_updated(claims.sub)
     conns = sorted(acct.conns, key=lambda c: c.cid)
     limit = claims.limits.conn
     for i, conn in enumerate(conns):
@@ -261,6 +305,10 @@ class SystemRequests:
         self.broker = broker
         self.clock = clock
         self.seq = 0
+        # JWT files are written by one thread, in request order, off the event loop (an fsync
+        # would stall every connection); replies keep the request order behind those writes
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending = 0
         cfg = broker.config
         self.kind = cfg.resolver if cfg.operator_mode else None  # "memory" | "full" | "cache" | None
         self.store: JwtDir | None = None
@@ -342,7 +390,14 @@ class SystemRequests:
 
     def respond(self, reply: str | None, account: str, message: str, error: str | None) -> None:
         """``respondToUpdate``: ``data`` {account, code 200, message} or ``error`` {account,
-        code 500, description "<message> - <error>"}; an empty account is left out."""
+        code 500, description "<message> - <error>"}; an empty account is left out. While store
+        writes are pending, the reply waits behind them (replies keep the request order)."""
+        if self._pending:
+            self._submit(None, lambda _: self._respond_now(reply, account, message, error))
+        else:
+            self._respond_now(reply, account, message, error)
+
+    def _respond_now(self, reply: str | None, account: str, message: str, error: str | None) -> None:
         if error is None:
             self.broker.log(f"{message} - {account}" if account else message)
         else:
@@ -445,15 +500,39 @@ class SystemRequests:
             self._save(reply, claims.sub, token, failed, "jwt updated cache" if cache else "jwt updated")
 
     def _save(self, reply: str | None, key: str, token: str, failed: str, done: str) -> None:
+        """Store a pushed JWT: it is live at once (the store's index and the accounts), the file is
+        written off the event loop, and the reply goes out once it is on disk. A failed write is
+        reported in the reply; the JWT stays live until the next push or restart."""
         assert self.store is not None
         try:
-            changed = self.store.save(key, token)
+            write = self.store.stage(key, token)
         except TrustkitError as exc:
             self.respond(reply, key, failed, exc.message)
             return
-        if changed:
-            self._changed(key, token)
-        self.respond(reply, key, done, None)
+        if write is None:
+            self.respond(reply, key, done, None)
+            return
+        self._changed(key, token)
+        self._submit(write, lambda err: self._respond_now(reply, key, failed if err else done, err))
+
+    def _submit(self, job: Callable[[], None] | None, then: Callable[[str | None], None]) -> None:
+        """Run ``job`` (or nothing) on the writer thread after every job before it, then ``then``
+        on the event loop with the job's error text (None when it succeeded)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no event loop (the store driven by hand): in line
+            then(_run(job))
+            return
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustkit-jwt-store")
+        self._pending += 1
+        future = loop.run_in_executor(self._writer, _run, job)
+
+        def finished(f: asyncio.Future[str | None]) -> None:
+            self._pending -= 1
+            then(f.result())
+
+        future.add_done_callback(finished)
 
     def _changed(self, key: str, token: str) -> None:
         """The store's change callback: the resolver verifies the JWT (trusted issuer included)
@@ -513,6 +592,9 @@ class SystemRequests:
     def _delete(self, reply: str | None, body: bytes) -> None:
         """``handleDeleteRequest``: a generic JWT with ``iss == sub`` = an operator key (the
         identity key unless strict, or a signing key), listing ``nats.accounts``."""
+        if self._pending:  # after the pending writes, so that a deleted file is not written back
+            self._submit(None, lambda _: self._delete(reply, body))
+            return
         store = self.store
         assert store is not None
         sub = ""
@@ -577,6 +659,7 @@ class SystemRequests:
         b = self.broker
         if b.resolver is not None:
             b.resolver.discard(key)
+        b.sharing.account_updated(key)  # imports from it are gone
         acct = b.accounts.get(key)
         if acct is not None:
             for conn in sorted(acct.conns, key=lambda c: c.cid):

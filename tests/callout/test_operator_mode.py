@@ -1,10 +1,13 @@
-"""Operator mode against the real nats-server: the callout account's ``authorization`` block.
+"""Operator mode on both servers: the callout account's ``authorization`` block.
 
-The world is a real trustkit store (``tests/callout/worlds.py``): the server runs the nats-based
-resolver config from :mod:`trustkit.serverconfig`, the accounts are pushed, and the service runs
-through :func:`callout.runtime.run` from a config file, connected with its creds. Clients are
-nats-py connecting with the sentinel's creds plus a user/password (what nats.go sends; nats-py
-needs the small :class:`~tests.callout.worlds.SentinelClient` shim for it, nats.py #999).
+The world is a real trustkit store (``tests/callout/worlds.py``): the server — the real
+nats-server and trustkit-broker, each test runs on both (``tests/servers.py``) — runs the
+nats-based resolver config from :mod:`trustkit.serverconfig`, the accounts are pushed, and the
+service runs through :func:`callout.runtime.run` from a config file, connected with its creds.
+Clients are nats-py connecting with the sentinel's creds plus a user/password (what nats.go
+sends; nats-py needs the small :class:`~tests.callout.worlds.SentinelClient` shim for it,
+nats.py #999). Where a user lands is read from ``/connz?auth=true`` on both servers; nats-server
+also answers ``$SYS.REQ.USER.INFO`` (the broker does not serve it), checked there too.
 
 What nats-server accepts in operator mode (``server/auth_callout.go``): the response signed by
 the callout account or one of its signing keys; the user JWT signed by the target account or one
@@ -22,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import httpx
 import nats
 import orjson
 import pytest
@@ -41,7 +45,9 @@ from tests.callout.worlds import (
     toml_text,
     write_secret,
 )
-from tests.natsserver import NatsServer
+from tests.natsserver import ServerProcess
+from tests.realcomp import free_port
+from tests.servers import SERVER_KINDS, make_server
 from trustkit.errors import CalloutError
 from trustkit.jwt import (
     AUTH_REQUEST_AUDIENCE,
@@ -91,8 +97,10 @@ POLICY = {
 @dataclass
 class Env:
     world: OperatorWorld
-    server: NatsServer
+    server: ServerProcess
     tmp: Path
+    kind: str
+    http_port: int
 
     def config(self, name: str, **issuer: Any) -> CalloutConfig:
         d = self.tmp / name
@@ -113,23 +121,29 @@ class Env:
         return load_config(d / "callout.toml", {})
 
 
-def _env(tmp_path_factory: pytest.TempPathFactory, name: str, *, xkey: bool) -> Iterator[Env]:
+def _env(tmp_path_factory: pytest.TempPathFactory, name: str, *, xkey: bool, kind: str) -> Iterator[Env]:
     tmp = tmp_path_factory.mktemp(f"operator-{name}")
     world = make_operator_world(tmp, xkey=xkey)
-    with NatsServer(world.server_config(), tmp) as server:
+    http_port = free_port()
+    with make_server(kind, f"{world.server_config()}\nhttp_port: {http_port}", tmp) as server:
         asyncio.run(world.push_all(server.url))
-        yield Env(world, server, tmp)
+        yield Env(world, server, tmp, kind, http_port)
 
 
-@pytest.fixture(scope="module", params=["plain", "xkey"])
+@pytest.fixture(
+    scope="module",
+    params=[(kind, mode) for kind in SERVER_KINDS for mode in ("plain", "xkey")],
+    ids=lambda p: f"{p[0]}-{p[1]}",
+)
 def env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    yield from _env(tmp_path_factory, request.param, xkey=request.param == "xkey")
+    kind, mode = request.param
+    yield from _env(tmp_path_factory, mode, xkey=mode == "xkey", kind=kind)
 
 
-@pytest.fixture
-def revocation_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+@pytest.fixture(params=SERVER_KINDS)
+def revocation_env(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     """A world of its own: revocations change the APP account (the xkey plays no part here)."""
-    yield from _env(tmp_path_factory, "revocation", xkey=True)
+    yield from _env(tmp_path_factory, "revocation", xkey=True, kind=request.param)
 
 
 @pytest.fixture(autouse=True)
@@ -149,9 +163,21 @@ async def serving(cfg: CalloutConfig, body: Callable[[Built], Awaitable[T]]) -> 
         await asyncio.wait_for(task, 15)
 
 
-async def user_info(nc: Any) -> dict[str, Any]:
+async def user_info(env: Env, nc: Any) -> dict[str, Any] | None:
+    """nats-server's own account of the user (``$SYS.REQ.USER.INFO``); None on the broker."""
+    if env.kind != "nats-server":
+        return None
     doc: dict[str, Any] = orjson.loads((await nc.request("$SYS.REQ.USER.INFO", b"", timeout=2)).data)["data"]
     return doc
+
+
+async def account_of(env: Env, nc: Any) -> str:
+    """The account the server placed ``nc`` in, from its ``/connz?auth=true`` (both servers)."""
+    cid = nc._server_info["client_id"]
+    async with httpx.AsyncClient() as http:
+        doc = (await http.get(f"http://127.0.0.1:{env.http_port}/connz?auth=true&limit=1024")).json()
+    [conn] = [c for c in doc["connections"] if c["cid"] == cid]
+    return str(conn["account"])
 
 
 async def wait_for(pred: Callable[[], bool], seconds: float = 3.0) -> None:
@@ -161,7 +187,7 @@ async def wait_for(pred: Callable[[], bool], seconds: float = 3.0) -> None:
 
 
 def test_user_placed_in_a_target_account_by_its_signing_key(env: Env) -> None:
-    async def body(built: Built) -> tuple[dict[str, Any], list[str]]:
+    async def body(built: Built) -> tuple[str, dict[str, Any] | None, list[str]]:
         # the service signs APP's users with APP's signing key, responses with AUTH's signing key
         assert built.service.accounts["APP"].key.public_key == env.world.app_signing_key
         assert built.service.issuer.public_key == env.world.auth_signing_key
@@ -176,20 +202,22 @@ def test_user_placed_in_a_target_account_by_its_signing_key(env: Env) -> None:
             await nc.flush()
             await wait_for(lambda: bool(errors))
             assert nc.is_connected
-            return await user_info(nc), errors
+            return await account_of(env, nc), await user_info(env, nc), errors
         finally:
             await nc.close()
 
-    info, errors = asyncio.run(serving(env.config("app"), body))
+    account, info, errors = asyncio.run(serving(env.config("app"), body))
     assert any('permissions violation for publish to "ops.secret"' in e.lower() for e in errors), errors
-    assert info["account"] == env.world.app_key and info["user"] == "alice"
-    assert sorted(info["permissions"]["publish"]["allow"]) == sorted(["app.>", "$SYS.REQ.USER.INFO"])
+    assert account == env.world.app_key
+    if info is not None:
+        assert info["account"] == env.world.app_key and info["user"] == "alice"
+        assert sorted(info["permissions"]["publish"]["allow"]) == sorted(["app.>", "$SYS.REQ.USER.INFO"])
 
 
 def test_user_placed_by_a_target_account_key(env: Env) -> None:
     """OPS has no signing key: its account key signs (no issuer_account)."""
 
-    async def body(built: Built) -> dict[str, Any]:
+    async def body(built: Built) -> str:
         assert built.service.accounts["OPS"].key.public_key == env.world.ops_key
         nc = await connect_sentinel(env.server.url, env.world.sentinel_creds, "olga", "olga-pw", [])
         try:
@@ -197,12 +225,13 @@ def test_user_placed_by_a_target_account_key(env: Env) -> None:
             await nc.flush()
             await nc.publish("ops.x", b"ok")
             assert (await sub.next_msg(timeout=2)).data == b"ok"
-            return await user_info(nc)
+            info = await user_info(env, nc)
+            assert info is None or info["account"] == env.world.ops_key
+            return await account_of(env, nc)
         finally:
             await nc.close()
 
-    info = asyncio.run(serving(env.config("ops"), body))
-    assert info["account"] == env.world.ops_key
+    assert asyncio.run(serving(env.config("ops"), body)) == env.world.ops_key
 
 
 def test_user_kept_in_the_callout_account_with_the_account_key_as_issuer(env: Env) -> None:
@@ -210,7 +239,7 @@ def test_user_kept_in_the_callout_account_with_the_account_key_as_issuer(env: En
     seed = env.world.ws.key(env.world.auth_key, "account").seed
     path = write_secret(env.tmp / "auth-account.nk", seed)
 
-    async def body(built: Built) -> tuple[dict[str, Any], list[str]]:
+    async def body(built: Built) -> tuple[str, list[str]]:
         assert built.service.issuer.public_key == env.world.auth_key
         errors: list[str] = []
         nc = await connect_sentinel(env.server.url, env.world.sentinel_creds, "ann", "ann-pw", errors)
@@ -219,12 +248,14 @@ def test_user_kept_in_the_callout_account_with_the_account_key_as_issuer(env: En
             await nc.subscribe("$SYS.REQ.USER.AUTH")
             await nc.flush()
             await wait_for(lambda: bool(errors))
-            return await user_info(nc), errors
+            info = await user_info(env, nc)
+            assert info is None or info["account"] == env.world.auth_key
+            return await account_of(env, nc), errors
         finally:
             await nc.close()
 
-    info, errors = asyncio.run(serving(env.config("auth", seed_file=str(path)), body))
-    assert info["account"] == env.world.auth_key
+    account, errors = asyncio.run(serving(env.config("auth", seed_file=str(path)), body))
+    assert account == env.world.auth_key
     assert any("permissions violation for subscription" in e.lower() for e in errors), errors
 
 

@@ -6,9 +6,8 @@ Everything is set up with the `trustkit` CLI (in-process, like a user typing it)
 `revocations add-activation`. The server runs the full nats resolver that `generate config
 --nats-resolver` writes, and clients connect with nats-py and trustkit's creds.
 
-Each scenario is parametrized over both servers. trustkit-broker does not implement imports,
-exports or mappings yet: its runs are strict xfails, so they turn into failures (XPASS) the day
-the broker passes them, and the marks must then be removed.
+Each scenario is parametrized over both servers (tests/servers.py): the same store, config, creds
+and outcome on the real nats-server and on trustkit-broker.
 """
 
 from __future__ import annotations
@@ -35,11 +34,7 @@ from trustkit.cli.app import app
 
 pytestmark = pytest.mark.real
 
-BROKER_XFAIL = pytest.mark.xfail(strict=True, reason="broker imports/exports not yet implemented")
-KINDS = [
-    pytest.param(kind, marks=BROKER_XFAIL if kind == "trustkit-broker" else (), id=kind)
-    for kind in SERVER_KINDS
-]
+KINDS = list(SERVER_KINDS)
 
 runner = CliRunner()
 
