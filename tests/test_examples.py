@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.realcomp import ROOT, nats_server_binary, require
+from tests.servers import SERVER_KINDS, make_server
 
 
 @pytest.mark.real
@@ -65,3 +66,61 @@ def test_embedded_example_cli_and_broker(tmp_path: Path) -> None:
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600
         seed = next(line for line in (tmp_path / name).read_text().splitlines() if line.startswith("SU"))
         assert seed not in out
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_cli_flow_example_on_both_servers(tmp_path: Path, kind: str) -> None:
+    """examples/cli-flow.sh builds everything; the server runs its config unmodified, and the
+    scoped device key, the deny rule and the service import behave as the script's comments say."""
+    import asyncio
+    import os
+
+    import nats
+
+    work = tmp_path / "work"
+    out = subprocess.run(
+        ["bash", str(ROOT / "examples" / "cli-flow.sh"), str(work)],
+        capture_output=True, text=True, timeout=120, check=True,
+    ).stdout  # fmt: skip
+    assert "validated: 8 JWTs, 0 errors" in out
+    for name in ("meter-17.creds", "ops.creds", "server.conf"):
+        assert stat.S_IMODE((work / name).stat().st_mode) == 0o600
+    env = {**os.environ, "TRUSTKIT_HOME": str(work / "home")}
+    exe = str(Path(sys.executable).parent / "trustkit")
+    with make_server(kind, (work / "server.conf").read_text(), tmp_path / kind) as server:
+        subprocess.run(
+            [exe, "push", "--all", "-u", server.url, "--servers", "1"], env=env, check=True,
+            capture_output=True, timeout=60,
+        )  # fmt: skip
+
+        async def scenario() -> tuple[bytes, list[str]]:
+            errors: list[str] = []
+
+            async def on_error(exc: Exception) -> None:
+                errors.append(str(exc))
+
+            ops = await nats.connect(server.url, user_credentials=str(work / "ops.creds"))
+            meter = await nats.connect(
+                server.url, user_credentials=str(work / "meter-17.creds"), error_cb=on_error
+            )
+            try:
+
+                async def quote(msg: nats.aio.msg.Msg) -> None:
+                    await msg.respond(b"42 EUR for " + msg.data)
+
+                await ops.subscribe("billing.quote", cb=quote)
+                await ops.flush()
+                await meter.publish("telemetry.meter-17.power", b"1")  # its own subject: fine
+                await meter.publish("telemetry.meter-18.power", b"1")  # another device's: refused
+                reply = await meter.request("quote", b"kWh", timeout=2)
+                await meter.flush()
+                await asyncio.sleep(0.1)
+                return reply.data, errors
+            finally:
+                await meter.close()
+                await ops.close()
+
+        data, errors = asyncio.run(scenario())
+    assert data == b"42 EUR for kWh"
+    assert errors == ['nats: permissions violation for publish to "telemetry.meter-18.power"']
