@@ -200,19 +200,57 @@ def _new_key(ws: Workspace, kind: PrefixByte) -> KeyPair:
 def init(ws: Workspace, name: str, *, now: int, service_url: str = DEFAULT_SERVICE_URL) -> InitReport:
     """``nsc init``: operator + ``SYS`` account (signing key, monitoring exports) + ``sys`` user
     (issued by the SYS signing key) + an account and a user named like the operator."""
+    report = add_operator(ws, name, now=now, system_account=True, service_url=service_url)
+    report.entities.append(add_account(ws, name, name, now=now))
+    report.entities.append(add_user(ws, name, name, name, now=now))
+    return report
+
+
+def add_operator(
+    ws: Workspace,
+    name: str,
+    *,
+    now: int,
+    system_account: bool = False,
+    signing_key: bool = False,
+    service_url: str = "",
+    start: int = 0,
+    expiry: int = 0,
+) -> InitReport:
+    """``nsc add operator``: a new operator store, its key in the keystore; optionally an
+    operator signing key (``--generate-signing-key``) and the system account ``SYS`` with its
+    signing key, the two monitoring exports and the ``sys`` user (``--sys``; signed by the
+    operator's signing key when there is one, as nsc does)."""
     check_name("operator", name)
     if ws.store_path(name).exists():
-        raise StoreError(f"operator {name!r} already exists at {ws.store_path(name)}")
+        raise StoreError(f"operator {name!r} already exists at {ws.store_path(name)}", code="store_exists")
     op = _new_key(ws, PrefixByte.OPERATOR)
-    sys_acct = _new_key(ws, PrefixByte.ACCOUNT)
-    sys_sk = _new_key(ws, PrefixByte.ACCOUNT)
+    op_sk = _new_key(ws, PrefixByte.OPERATOR) if signing_key else None
+    sys_acct = _new_key(ws, PrefixByte.ACCOUNT) if system_account else None
     operator = OperatorClaims(
         sub=op.public_key,
         name=name,
-        system_account=sys_acct.public_key,
+        system_account=sys_acct.public_key if sys_acct is not None else "",
         operator_service_urls=[service_url] if service_url else [],
+        signing_keys=[op_sk.public_key] if op_sk is not None else [],
+        nbf=start,
+        exp=expiry,
     )
     store = Store.create(ws.dirs.stores_dir, operator.encode(op, iat=now), name)
+    entities = [EntityReport("operator", name, op.public_key, str(store.operator_jwt_path()))]
+    if op_sk is not None:
+        entities.append(EntityReport("signing-key", name, op_sk.public_key, str(store.operator_jwt_path())))
+    if sys_acct is not None:
+        entities += _add_system_account(ws, store, sys_acct, op_sk or op, now=now)
+    return InitReport(str(store.dir), entities)
+
+
+def _add_system_account(
+    ws: Workspace, store: Store, sys_acct: KeyPair, signer: KeyPair, *, now: int
+) -> list[EntityReport]:
+    """The ``SYS`` account as nsc makes it: a signing key, the monitoring exports, and the ``sys``
+    user issued by that signing key."""
+    sys_sk = _new_key(ws, PrefixByte.ACCOUNT)
     system = AccountClaims(sub=sys_acct.public_key, name=SYSTEM_ACCOUNT_NAME)
     system.add_signing_key(sys_sk.public_key)
     system.exports = [
@@ -232,12 +270,9 @@ def init(ws: Workspace, name: str, *, now: int, service_url: str = DEFAULT_SERVI
             description="Per-account monitoring events",
         ),
     ]
-    path = store.write_account_jwt(system.encode(op, iat=now))
-    entities = [
-        EntityReport("operator", name, op.public_key, str(store.operator_jwt_path())),
+    path = store.write_account_jwt(system.encode(signer, iat=now))
+    return [
         EntityReport("account", SYSTEM_ACCOUNT_NAME, sys_acct.public_key, str(path)),
-    ]
-    entities.append(
         _issue_user(
             ws,
             store,
@@ -246,12 +281,68 @@ def init(ws: Workspace, name: str, *, now: int, service_url: str = DEFAULT_SERVI
             sys_sk,
             now=now,
             issuer_account=sys_acct.public_key,
+        ),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class DeletedAccount:
+    name: str
+    public_key: str
+    path: str
+    users: list[DeletedUser]
+    nkeys_removed: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "account": self.name,
+            "public_key": self.public_key,
+            "jwt": self.path,
+            "users": [u.to_json() for u in self.users],
+            "nkeys_removed": self.nkeys_removed,
+            "hint": f"servers keep the account until: trustkit push --account-removal {self.public_key}",
+        }
+
+
+def delete_account(
+    ws: Workspace,
+    operator: str,
+    account: str,
+    *,
+    now: int,
+    remove_nkeys: bool = False,
+    remove_creds: bool = False,
+    force: bool = False,
+) -> DeletedAccount:
+    """``nsc delete account``: remove an account and its users from the store; optionally their
+    seeds (account, signing and user keys) and creds files.
+
+    The operator's system account is refused unless ``force`` (servers need it for pushes). The
+    JWT stays on servers that have it: ``push --account-removal <key>`` deletes it there (nsc's
+    way, re-signing the account to expire in a minute, only reaches managed operators).
+    Raises :class:`StoreError` (``store_not_found``, ``store_usage``).
+    """
+    store = ws.open(operator)
+    claims = store.account_claims(account)
+    if claims.sub == store.operator_claims().system_account and not force:
+        raise StoreError(
+            f"{account!r} is the operator's system account: pass --force to delete it anyway",
+            code="store_usage",
         )
-    )
-    acct = add_account(ws, name, name, now=now)
-    entities.append(acct)
-    entities.append(add_user(ws, name, name, name, now=now))
-    return InitReport(str(store.dir), entities)
+    path = str(store.account_jwt_path(account))
+    users = store.list_users(account)
+    user_rows = []
+    if users:
+        user_rows = delete_users(
+            ws, operator, account, users, now=now, remove_nkey=remove_nkeys, remove_creds=remove_creds
+        )
+    store.delete_account(account)
+    removed: list[str] = []
+    if remove_nkeys:
+        for key in [claims.sub, *claims.signing_keys]:
+            if ws.keystore.remove_key(key):
+                removed.append(key)
+    return DeletedAccount(account, claims.sub, path, user_rows, removed)
 
 
 def add_account(

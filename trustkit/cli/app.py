@@ -49,6 +49,7 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
         "validate": ("check", "validate_cmd"),
     },
     "add": {
+        "operator": ("entities", "add_operator_cmd"),
         "account": ("entities", "add_account_cmd"),
         "user": ("entities", "add_user_cmd"),
         "signing-key": ("edit", "add_signing_key_cmd"),
@@ -65,6 +66,7 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
         "authcallout": ("edit", "edit_authcallout_cmd"),
     },
     "delete": {
+        "account": ("edit", "delete_account_cmd"),
         "user": ("edit", "delete_user_cmd"),
         "export": ("sharing", "delete_export_cmd"),
         "import": ("sharing", "delete_import_cmd"),
@@ -107,9 +109,9 @@ COMMANDS: dict[str, dict[str, tuple[str, str]]] = {
 }
 
 GROUP_HELP = {
-    "add": "Add accounts, users, scoped signing keys, exports, imports and mappings.",
+    "add": "Add operators, accounts, users, scoped signing keys, exports, imports and mappings.",
     "edit": "Edit the operator, accounts, users, signing keys, auth callout and exports.",
-    "delete": "Delete users (optionally revoking them), exports, imports and mappings.",
+    "delete": "Delete accounts, users (optionally revoking them), exports, imports and mappings.",
     "describe": "Describe JWTs: a file, or an operator, account or user of the store.",
     "list": "List operators, accounts, users and keys.",
     "generate": "Generate keys, creds, configs and activations.",

@@ -226,6 +226,31 @@ def delete_user_cmd(
     emit([r.to_json() for r in rows], as_json=as_json)
 
 
+def delete_account_cmd(
+    name: Annotated[str | None, typer.Option("--name", "-n", help="Account name.")] = None,
+    operator: OperatorOpt = None,
+    rm_nkey: Annotated[
+        bool, typer.Option("--rm-nkey", "-D", help="Also delete the seeds of the account, its signing keys and users.")
+    ] = False,
+    rm_creds: Annotated[bool, typer.Option("--rm-creds", "-C", help="Also delete the users' creds files.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-F", help="Allow deleting the system account.")] = False,
+    config_dir: ConfigDir = None,
+    data_dir: DataDir = None,
+    keystore_dir: KeystoreDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Delete an account and its users from the store (servers keep it until
+    `trustkit push --account-removal <key>`)."""
+    from trustkit.manage import delete_account
+
+    ws = workspace(config_dir, data_dir, keystore_dir)
+    op = pick_operator(ws, operator)
+    report = delete_account(
+        ws, op, pick_account(ws, op, name), now=now(), remove_nkeys=rm_nkey, remove_creds=rm_creds, force=force
+    )
+    emit(report.to_json(), as_json=as_json)
+
+
 # --- edit operator | user | signing-key | authcallout ------------------------------------------
 
 TagOpt = Annotated[list[str] | None, typer.Option("--tag", help="Add a tag (lower-cased).")]

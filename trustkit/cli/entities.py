@@ -48,6 +48,48 @@ def init_cmd(
     emit(report.to_json(), as_json=as_json, title=f"operator {name}")
 
 
+def add_operator_cmd(
+    name: Annotated[str, typer.Option("--name", "-n", help="Operator name.")],
+    generate_signing_key: Annotated[
+        bool, typer.Option("--generate-signing-key", help="Also create an operator signing key.")
+    ] = False,
+    sys_account: Annotated[
+        bool,
+        typer.Option("--sys", "-s", help="Also create the system account SYS and its user (as init does)."),
+    ] = False,
+    start: Annotated[
+        str | None, typer.Option("--start", help="Valid from: 0, yyyy-mm-dd, unix seconds or a duration.")
+    ] = None,
+    expiry: Annotated[
+        str | None, typer.Option("--expiry", help="Expires: 0 (never), yyyy-mm-dd, unix seconds or a duration.")
+    ] = None,
+    config_dir: ConfigDir = None,
+    data_dir: DataDir = None,
+    keystore_dir: KeystoreDir = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Add an operator (a new store); --sys adds its system account, --generate-signing-key an
+    operator signing key (which then signs SYS). Selects it as the current operator."""
+    from trustkit.cli.common import parse_expiry
+    from trustkit.manage import add_operator
+    from trustkit.store import Context, read_context, write_context
+
+    ws = workspace(config_dir, data_dir, keystore_dir)
+    t = now()
+    report = add_operator(
+        ws,
+        name,
+        now=t,
+        system_account=sys_account,
+        signing_key=generate_signing_key,
+        start=parse_expiry(start, now=t),
+        expiry=parse_expiry(expiry, now=t),
+    )
+    ctx = read_context(ws.dirs.config_dir)
+    write_context(ws.dirs.config_dir, Context(str(ws.dirs.stores_dir), name, "", ctx.extra))
+    emit(report.to_json(), as_json=as_json, title=f"operator {name}")
+
+
 def add_account_cmd(
     name: Annotated[str, typer.Option("--name", "-n", help="Account name.")],
     operator: OperatorOpt = None,
