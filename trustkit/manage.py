@@ -245,6 +245,40 @@ def add_operator(
     return InitReport(str(store.dir), entities)
 
 
+def import_operator(
+    ws: Workspace, source: str, *, name: str | None = None, timeout: float = 10.0
+) -> InitReport:
+    """``nsc add operator -u``: a *managed* store from an operator JWT someone else signs (a
+    file, or an ``http(s)://`` URL); its keys stay with them. The JWT (decorated or bare) must be
+    a valid v2 operator JWT. Raises :class:`StoreError`, :class:`TokenError` or
+    :class:`~trustkit.errors.NetworkError` naming the source."""
+    from trustkit.creds import parse_decorated_jwt
+    from trustkit.errors import NetworkError
+    from trustkit.jwt.decoder import decode
+
+    if source.lower().startswith(("http://", "https://")):
+        import httpx
+
+        try:
+            resp = httpx.get(source, timeout=timeout, follow_redirects=True)
+        except httpx.HTTPError as exc:
+            raise NetworkError(f"cannot fetch the operator JWT from {source}: {type(exc).__name__}") from None
+        if resp.status_code != 200:
+            raise NetworkError(f"{source} answered {resp.status_code} {resp.reason_phrase}")
+        data = resp.content
+    else:
+        try:
+            data = Path(source).read_bytes()
+        except OSError as exc:
+            raise StoreError(f"cannot read {source}: {exc.strerror}", code="store_not_found") from None
+    token = parse_decorated_jwt(data)
+    claims = decode(token, OperatorClaims)
+    store = Store.create(ws.dirs.stores_dir, token, name or claims.name, managed=True)
+    return InitReport(
+        str(store.dir), [EntityReport("operator", store.name, claims.sub, str(store.operator_jwt_path()))]
+    )
+
+
 def _add_system_account(
     ws: Workspace, store: Store, sys_acct: KeyPair, signer: KeyPair, *, now: int
 ) -> list[EntityReport]:

@@ -76,3 +76,28 @@ def test_delete_account_refusals(tmp_path: Path) -> None:
     h.refused("delete", "account", "-n", "nope", status=STORE_ERR, needle="nope")
     h.refused("delete", "account", "-n", "SYS", status=STORE_ERR, needle="system account")
     assert h.ok("delete", "account", "-n", "SYS", "--force")["account"] == "SYS"
+
+
+def test_add_operator_imports_a_managed_operator(tmp_path: Path) -> None:
+    """-u FILE: the store holds the JWT only (nsc's managed operator); accounts can be added
+    under it, signed by nobody here until the operator's owner signs them."""
+    from trustkit.nkeys import KeyPair, PrefixByte
+
+    h = Home(tmp_path / "home")
+    owner = KeyPair.generate(PrefixByte.OPERATOR)
+    token = jwt.OperatorClaims(sub=owner.public_key, name="saas").encode(owner, iat=1_800_000_000)
+    decorated = f"-----BEGIN NATS OPERATOR JWT-----\n{token}\n------END NATS OPERATOR JWT------\n"
+    (tmp_path / "saas.jwt").write_text(decorated)
+    report = h.ok("add", "operator", "-u", str(tmp_path / "saas.jwt"))
+    assert [(e["kind"], e["name"], e["public_key"]) for e in report["entities"]] == [
+        ("operator", "saas", owner.public_key)
+    ]
+    assert (tmp_path / "home" / "stores" / "saas" / "saas.jwt").read_text().strip() == token
+    keys = {p.stem for p in (tmp_path / "home" / "keys" / "keys").rglob("*.nk")}
+    assert owner.public_key not in keys, "an imported operator's key is not ours"
+    # refusals: not an operator JWT, a missing file, --sys with -u
+    acct = KeyPair.generate(PrefixByte.ACCOUNT)
+    (tmp_path / "acct.jwt").write_text(jwt.AccountClaims(sub=acct.public_key, name="x").encode(owner, iat=1))
+    assert h.run("add", "operator", "-u", str(tmp_path / "acct.jwt")).exit_code == 4
+    h.refused("add", "operator", "-u", str(tmp_path / "nope.jwt"), status=STORE_ERR, needle="nope.jwt")
+    assert h.run("add", "operator", "-u", str(tmp_path / "saas.jwt"), "--sys").exit_code == 2

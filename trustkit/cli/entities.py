@@ -49,7 +49,13 @@ def init_cmd(
 
 
 def add_operator_cmd(
-    name: Annotated[str, typer.Option("--name", "-n", help="Operator name.")],
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="Operator name (with -u: default the JWT's).")
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option("--url", "-u", help="Import a managed operator: its JWT from a file or http(s) URL."),
+    ] = None,
     generate_signing_key: Annotated[
         bool, typer.Option("--generate-signing-key", help="Also create an operator signing key.")
     ] = False,
@@ -69,22 +75,32 @@ def add_operator_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Add an operator (a new store); --sys adds its system account, --generate-signing-key an
-    operator signing key (which then signs SYS). Selects it as the current operator."""
+    operator signing key (which then signs SYS); --url imports a managed operator (its JWT only).
+    Selects it as the current operator."""
     from trustkit.cli.common import parse_expiry
-    from trustkit.manage import add_operator
+    from trustkit.manage import add_operator, import_operator
     from trustkit.store import Context, read_context, write_context
 
     ws = workspace(config_dir, data_dir, keystore_dir)
     t = now()
-    report = add_operator(
-        ws,
-        name,
-        now=t,
-        system_account=sys_account,
-        signing_key=generate_signing_key,
-        start=parse_expiry(start, now=t),
-        expiry=parse_expiry(expiry, now=t),
-    )
+    if url is not None:
+        if sys_account or generate_signing_key or start or expiry:
+            fail("--url imports an operator: --sys, --generate-signing-key, --start and --expiry do not apply", 2)
+        report = import_operator(ws, url, name=name)
+        name = report.entities[0].name
+    elif not name:
+        fail("name the operator with --name (or import one with --url)", 2)
+    else:
+        report = add_operator(
+            ws,
+            name,
+            now=t,
+            system_account=sys_account,
+            signing_key=generate_signing_key,
+            start=parse_expiry(start, now=t),
+            expiry=parse_expiry(expiry, now=t),
+        )
+    assert name is not None
     ctx = read_context(ws.dirs.config_dir)
     write_context(ws.dirs.config_dir, Context(str(ws.dirs.stores_dir), name, "", ctx.extra))
     emit(report.to_json(), as_json=as_json, title=f"operator {name}")
