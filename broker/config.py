@@ -10,14 +10,13 @@ anything else with an error naming the key, so a config never silently means les
 from __future__ import annotations
 
 import hmac
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from broker.tls import TLSConfig, TLSConfigError, parse_tls
-from trustkit import nkeys
+from trustkit import natsconf, nkeys
 from trustkit.errors import BrokerError
 from trustkit.jwt.types import Permission, UserPermissionLimits
 from trustkit.nkeys import PrefixByte
@@ -31,146 +30,10 @@ class ConfigError(BrokerError):
     code = "config"
 
 
-_SIZE = re.compile(r"(\d+)\s*(k|kb|m|mb|g|gb|ki|kib|mi|mib|gi|gib)", re.IGNORECASE)
-_UNITS = {
-    "k": 1000,
-    "kb": 1024,
-    "m": 1000**2,
-    "mb": 1024**2,
-    "g": 1000**3,
-    "gb": 1024**3,
-    "ki": 1024,
-    "kib": 1024,
-    "mi": 1024**2,
-    "mib": 1024**2,
-    "gi": 1024**3,
-    "gib": 1024**3,
-}
-_BOOLS = {"true": True, "yes": True, "on": True, "false": False, "no": False, "off": False}
-_BARE_END = set(" \t\r\n,;}]#")
-
-
-class _ConfMap(dict[str, Any]):
-    """A parsed block: keys lower-cased (nats-server matches them so); ``written`` keeps each key
-    as the file spells it, for blocks whose keys are names (``accounts { APP: ... }``)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.written: dict[str, str] = {}
-
-
-def _written(block: dict[str, Any], key: str) -> str:
-    return block.written.get(key, key) if isinstance(block, _ConfMap) else key
-
-
-class _Reader:
-    def __init__(self, text: str, source: str) -> None:
-        self.s, self.i, self.source = text, 0, source
-
-    def error(self, message: str) -> ConfigError:
-        line = self.s.count("\n", 0, self.i) + 1
-        return ConfigError(f"{self.source}:{line}: {message}")
-
-    def skip(self, newlines: bool = True) -> None:
-        s = self.s
-        while self.i < len(s):
-            c = s[self.i]
-            if c in " \t\r" or (newlines and c in "\n,;"):
-                self.i += 1
-            elif c == "#" or s.startswith("//", self.i):
-                while self.i < len(s) and s[self.i] != "\n":
-                    self.i += 1
-            else:
-                return
-
-    def peek(self) -> str:
-        return self.s[self.i] if self.i < len(self.s) else ""
-
-    def map_body(self, closing: str | None) -> dict[str, Any]:
-        out = _ConfMap()
-        while True:
-            self.skip()
-            c = self.peek()
-            if c == "":
-                if closing:
-                    raise self.error(f"missing {closing!r}")
-                return out
-            if closing and c == closing:
-                self.i += 1
-                return out
-            key = self.string_or_bare(key=True)
-            if key.startswith("include"):
-                raise self.error("include is not supported by trustkit-broker")
-            self.skip(newlines=False)
-            if self.peek() in (":", "="):
-                self.i += 1
-                self.skip(newlines=False)
-            out[key.lower()] = self.value()
-            out.written[key.lower()] = key
-
-    def value(self) -> Any:
-        c = self.peek()
-        if c == "{":
-            self.i += 1
-            return self.map_body("}")
-        if c == "[":
-            self.i += 1
-            items: list[Any] = []
-            while True:
-                self.skip()
-                if self.peek() == "]":
-                    self.i += 1
-                    return items
-                if self.peek() == "":
-                    raise self.error("missing ']'")
-                items.append(self.value())
-        if c in "\"'":
-            return self.string_or_bare()
-        word = self.string_or_bare()
-        if word.startswith("$"):
-            raise self.error(f"variables ({word}) are not supported by trustkit-broker")
-        low = word.lower()
-        if low in _BOOLS:
-            return _BOOLS[low]
-        if re.fullmatch(r"-?\d+", word):
-            return int(word)
-        m = _SIZE.fullmatch(word)
-        if m:
-            return int(m.group(1)) * _UNITS[m.group(2).lower()]
-        return word
-
-    def string_or_bare(self, key: bool = False) -> str:
-        s, c = self.s, self.peek()
-        if c == '"':
-            j = self.i + 1
-            while j < len(s) and s[j] != '"':
-                j += 2 if s[j] == "\\" else 1
-            if j >= len(s):
-                raise self.error("unterminated string")
-            text = json.loads(s[self.i : j + 1])
-            self.i = j + 1
-            return str(text)
-        if c == "'":
-            j = s.find("'", self.i + 1)
-            if j < 0:
-                raise self.error("unterminated string")
-            text = s[self.i + 1 : j]
-            self.i = j + 1
-            return text
-        start = self.i
-        stops = _BARE_END | ({":", "=", "{", "["} if key else set())
-        while self.i < len(s) and s[self.i] not in stops:
-            if s.startswith("//", self.i):
-                break
-            self.i += 1
-        if self.i == start:
-            raise self.error(f"unexpected {self.peek()!r}")
-        return s[start : self.i]
-
-
 def parse_conf(text: str, source: str = "config") -> dict[str, Any]:
-    """Parse nats-server config text into nested dicts (keys lower-cased)."""
-    return _Reader(text, source).map_body(None)
+    """Parse nats-server config text (:func:`trustkit.natsconf.parse_conf`, errors as
+    :class:`ConfigError`)."""
+    return natsconf.parse_conf(text, source, error=ConfigError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -529,7 +392,7 @@ def _accounts(cfg: BrokerConfig, value: Any, base: Path) -> None:
     if not isinstance(value, dict):
         raise ConfigError("accounts must be a block { NAME: { users: [...] } }")
     for key, body in value.items():
-        name = _written(value, key)  # account names are case-sensitive
+        name = natsconf.written(value, key)  # account names are case-sensitive
         if name in cfg.accounts:
             raise ConfigError(f'Duplicate Account Entry: "{name}"')
         if not isinstance(body, dict):

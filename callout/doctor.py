@@ -556,7 +556,7 @@ async def run_doctor(
             report.add("backends", OK, f"passwords: {password or '-'}, tokens: {token or '-'}")
     conf: dict[str, Any] | None = None
     if server_config is not None:
-        from broker.config import parse_conf
+        from trustkit.natsconf import parse_conf
 
         try:
             conf = parse_conf(Path(server_config).read_text(encoding="utf-8"), str(server_config))
