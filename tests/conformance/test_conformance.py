@@ -268,10 +268,14 @@ def test_nats_py_clients_with_creds(server: str, world: World) -> None:
             async def handler(msg: nats.aio.msg.Msg) -> None:
                 await msg.respond(msg.data.upper())
 
+            # flush twice: nats-py 2.16 can write flush()'s PING ahead of a SUB still queued for
+            # its flusher, so the first PONG may come back before the server has the SUB
             await a.subscribe("svc.echo", queue="workers", cb=handler)
+            await a.flush()
             await a.flush()
             reply = await b.request("svc.echo", b"hello", timeout=5)
             sub = await a.subscribe("events.>")
+            await a.flush()
             await a.flush()
             await b.publish("events.x", b"evt", headers={"K": "v"})
             msg = await sub.next_msg(timeout=2)
