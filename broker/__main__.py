@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
+import os
 import signal
 import sys
+from collections.abc import Callable
 
 from broker.config import BrokerConfig
 from trustkit.errors import TrustkitError
@@ -29,7 +32,21 @@ def main(argv: list[str] | None = None) -> int:
         cfg.port = 0 if args.port == -1 else args.port
     if args.http_port is not None:
         cfg.http_port = 0 if args.http_port == -1 else args.http_port
-    return asyncio.run(_serve(cfg))
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(_serve(cfg))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (``pip install trustkit[fast]``), unless
+    ``TRUSTKIT_BROKER_UVLOOP=0``; otherwise asyncio's own."""
+    if os.environ.get("TRUSTKIT_BROKER_UVLOOP", "1") == "0":
+        return None
+    try:
+        uvloop = importlib.import_module("uvloop")  # optional: typed as Any without it installed
+    except ImportError:
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
 
 
 async def _serve(cfg: BrokerConfig) -> int:

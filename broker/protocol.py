@@ -30,7 +30,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -54,6 +54,7 @@ __all__ = [
     "Pong",
     "ProtocolError",
     "Pub",
+    "Sink",
     "Sub",
     "Unsub",
     "err",
@@ -168,6 +169,22 @@ _PING = Ping()
 _PONG = Pong()
 
 
+class Sink(Protocol):
+    """Where :meth:`Parser.feed` hands operations as they are parsed, in order (the broker's
+    connection). Once the sink says stop, the parser keeps parsing and the rest of that ``feed``
+    comes back as a list of operations, as without a sink."""
+
+    def pubs(self, batch: list[tuple[bytes, bytes | None, bytes]]) -> int | None:
+        """A run of ``PUB``s in their canonical spelling, as (subject, reply, payload) bytes (no
+        :class:`Pub` is built). Returns None, or the number of them it handled before saying stop."""
+        ...
+
+    def op(self, op: Op) -> bool:
+        """Any other operation (a ``PUB`` spelled otherwise arrives here as a :class:`Pub`);
+        True to stop."""
+        ...
+
+
 # --- frames (server -> client) ----------------------------------------------------------------
 
 
@@ -239,7 +256,9 @@ _MAX_VERB = max(len(v) for v, _, _ in _VERBS)
 _WS = re.compile(rb"[ \t]*")
 # Fast paths: the canonical form clients send (upper-case verb, single spaces, CRLF). Anything else
 # takes the general path, which gives the same result for these lines.
-_FAST_PUB = re.compile(rb"PUB ([^ \t\r\n]+) (?:([^ \t\r\n]+) )?([0-9]{1,9})\r\n")
+# PUB: printable ASCII subject and reply (other bytes take the general path); the size-only form is
+# tried first, so the common PUB without a reply needs no backtracking.
+_FAST_PUB = re.compile(rb"PUB ([!-~]+) (?:([0-9]{1,9})|([!-~]+) ([0-9]{1,9}))\r\n")
 _FAST_HPUB = re.compile(rb"HPUB ([^ \t\r\n]+) (?:([^ \t\r\n]+) )?([0-9]{1,9}) ([0-9]{1,9})\r\n")
 _FAST_SUB = re.compile(rb"SUB ([^ \t\r\n]+) (?:([^ \t\r\n]+) )?([^ \t\r\n]+)\r\n")
 _FAST_UNSUB = re.compile(rb"UNSUB ([^ \t\r\n]+)(?: ([0-9]{1,9}))?\r\n")
@@ -346,9 +365,48 @@ def _to_py(v: Any) -> Any:
     return v
 
 
+# The plain fields (name -> type, and the name as it stands in JSON), for _connect_fast.
+_CONNECT_PLAIN = {k: v for k, v in _CONNECT_FIELDS.items() if v != "perm"}
+_CONNECT_QUOTED = {k: b'"' + k.encode() + b'"' for k in _CONNECT_PLAIN}
+
+
+def _connect_fast(arg: bytes) -> dict[str, Any] | None:
+    """What clients send: a JSON object of plain ClientOpts fields spelt exactly, each once, of
+    the right types, without a backslash anywhere. Decoded with orjson; None for anything else,
+    which the exact decoder decides. Without escapes a repeated name shows as the same bytes
+    twice (a dict would keep only its last value, where Go applies each in turn), and orjson
+    refuses what Go repairs (invalid UTF-8), so all of that takes the exact way."""
+    if b"\\" in arg:
+        return None
+    try:
+        doc = orjson.loads(arg)
+    except orjson.JSONDecodeError:
+        return None
+    if type(doc) is not dict:
+        return None
+    opts: dict[str, Any] = {}
+    plain = _CONNECT_PLAIN
+    quoted = _CONNECT_QUOTED
+    for name, value in doc.items():
+        want = plain.get(name)
+        if want is None or arg.count(quoted[name]) != 1:
+            return None
+        if value is None:
+            continue
+        if type(value) is not want or (want is int and not -(2**63) <= value < 2**63):
+            return None
+        opts[name] = value
+    return opts
+
+
 def _connect_opts(arg: bytes) -> dict[str, Any]:
     """client.go processConnect's json.Unmarshal into ClientOpts: an object (or null), known fields
     of the right type, else the connection is closed without an -ERR."""
+    fast = _connect_fast(arg)
+    return fast if fast is not None else _connect_exact(arg)
+
+
+def _connect_exact(arg: bytes) -> dict[str, Any]:
     doc = _json(arg, "CONNECT")
     if doc is None:
         return {}
@@ -384,9 +442,11 @@ class Parser:
 
     ``max_payload`` and ``require_connect`` may be changed between feeds (a user's lower payload
     limit applies from the next feed; operations after a ``Connect`` in the same feed were parsed
-    with the limit in force before it). ``require_connect`` mirrors nats-server while a client must
-    still authenticate: any operation but ``CONNECT`` is an ``Authorization Violation``; a parsed
-    ``Connect`` clears it (the broker closes the connection if authentication then fails).
+    with the limit in force before it), or by a sink (see :meth:`feed`) from the next operation on,
+    as in nats-server, whose parser calls processConnect before it reads on. ``require_connect``
+    mirrors nats-server while a client must still authenticate: any operation but ``CONNECT`` is
+    an ``Authorization Violation``; a parsed ``Connect`` clears it (the broker closes the
+    connection if authentication then fails).
     ``headers`` follows nats-server: ``HPUB`` is accepted only after a ``CONNECT`` with
     ``"headers": true``, and never when ``server_headers`` is False.
     """
@@ -441,15 +501,20 @@ class Parser:
             n += len(self._pending[1]) + len(self._pending[2] or b"")
         return n
 
-    def feed(self, data: bytes) -> list[Op]:
-        """Parse ``data``; return the operations it completes. Raises :class:`ProtocolError`."""
+    def feed(self, data: bytes, sink: Sink | None = None) -> list[Op]:
+        """Parse ``data``; return the operations it completes. Raises :class:`ProtocolError`.
+
+        With ``sink``, each operation goes to the sink as soon as it is parsed, in order, and only
+        those after the sink said stop are returned (or, on an error, left in its ``ops``). The
+        sink may change ``max_payload`` meanwhile (a CONNECT): it applies from the next operation.
+        """
         if self._error is not None:
             e = self._error
             again = ProtocolError(str(e), err_text=e.err_text, close=e.close)
             raise again
         ops: list[Op] = []
         try:
-            self._feed(bytes(data), ops)
+            self._feed(bytes(data), ops, sink)
         except ProtocolError as e:
             e.ops = ops
             self._error = e
@@ -458,11 +523,17 @@ class Parser:
         return ops
 
     # The hot loop: whole reads, one pass, fast paths for the canonical spelling of each operation.
-    def _feed(self, data: bytes, ops: list[Op]) -> None:
+    def _feed(self, data: bytes, ops: list[Op], sink: Sink | None) -> None:
+        # ``live``: operations still go to the sink (until it says stop); otherwise into ``ops``.
+        # With a sink, a run of canonical PUBs is collected in ``batch`` and handed over whole
+        # before anything else is.
+        live = sink is not None
         pos = 0
         state = self._state
         if state == _PAYLOAD:
             pos = self._more_payload(data, ops)
+            if live and ops:
+                live = self._drain(ops, sink)
             if pos < 0:
                 return
         elif state == _SKIP:
@@ -471,6 +542,8 @@ class Parser:
                 return
             if self._skip is not None:
                 ops.append(self._skip)
+                if live:
+                    live = self._drain(ops, sink)
             self._state = _START
             pos = nl + 1
         if self._buf:
@@ -486,6 +559,8 @@ class Parser:
         unsub_match = _FAST_UNSUB.match
         startswith = buf.startswith
         append = ops.append
+        batch: list[tuple[bytes, bytes | None, bytes]] = []
+        add = batch.append
         mcl = self.max_control_line
         maxp = self.max_payload
         fast = self._fast and not self.require_connect
@@ -494,28 +569,34 @@ class Parser:
             if fast:
                 m = pub_match(buf, pos)
                 if m is not None:
-                    subject, reply, sz = m.groups()
+                    subject, sz, reply, rsz = m.groups()
                     start = m.end()
-                    size = int(sz)
+                    size = int(sz if sz is not None else rsz)
                     stop = start + size
                     if (
-                        start - pos - 6 <= mcl
-                        and size <= maxp
+                        size <= maxp
                         and stop + 2 <= n
                         and buf[stop] == 13
                         and buf[stop + 1] == 10
+                        and start - pos - 6 <= mcl
                     ):
-                        append(
-                            Pub(
-                                subject.decode("utf-8", "surrogateescape"),
-                                reply.decode("utf-8", "surrogateescape") if reply is not None else None,
-                                buf[start:stop],
-                            )
-                        )
                         pos = stop + 2
+                        if live:
+                            add((subject, reply, buf[start:stop]))
+                        else:
+                            append(
+                                Pub(
+                                    subject.decode("utf-8", "surrogateescape"),
+                                    reply.decode("utf-8", "surrogateescape") if reply is not None else None,
+                                    buf[start:stop],
+                                )
+                            )
                         continue
-                elif hdrs and buf[pos] == 72:  # H
-                    m = hpub_match(buf, pos)
+                if batch:  # something else follows: the PUBs before it go first
+                    live = self._pubs(batch, ops, sink)
+                c = buf[pos]
+                if c == 72:  # H
+                    m = hpub_match(buf, pos) if hdrs else None
                     if m is not None:
                         subject, reply, hb, sz = m.groups()
                         start = m.end()
@@ -539,43 +620,88 @@ class Parser:
                                 )
                             )
                             pos = stop + 2
+                            if live:
+                                live = self._drain(ops, sink)
                             continue
-                else:
-                    c = buf[pos]
-                    if c == 83:  # S
-                        m = sub_match(buf, pos)
-                        if m is not None and m.end() - pos - 6 <= mcl:
-                            subject, queue, sid = m.groups()
-                            append(
-                                Sub(
-                                    subject.decode("utf-8", "surrogateescape"),
-                                    queue.decode("utf-8", "surrogateescape") if queue is not None else None,
-                                    sid.decode("utf-8", "surrogateescape"),
-                                )
+                elif c == 83:  # S
+                    m = sub_match(buf, pos)
+                    if m is not None and m.end() - pos - 6 <= mcl:
+                        subject, queue, sid = m.groups()
+                        append(
+                            Sub(
+                                subject.decode("utf-8", "surrogateescape"),
+                                queue.decode("utf-8", "surrogateescape") if queue is not None else None,
+                                sid.decode("utf-8", "surrogateescape"),
                             )
-                            pos = m.end()
-                            continue
-                    elif c == 85:  # U
-                        m = unsub_match(buf, pos)
-                        if m is not None and m.end() - pos - 8 <= mcl:
-                            sid, mx = m.groups()
-                            append(Unsub(sid.decode("utf-8", "surrogateescape"), int(mx) if mx else None))
-                            pos = m.end()
-                            continue
-                    elif startswith(b"PING\r\n", pos):
-                        append(_PING)
-                        pos += 6
+                        )
+                        pos = m.end()
+                        if live:
+                            live = self._drain(ops, sink)
                         continue
-                    elif startswith(b"PONG\r\n", pos):
-                        append(_PONG)
-                        pos += 6
+                elif c == 85:  # U
+                    m = unsub_match(buf, pos)
+                    if m is not None and m.end() - pos - 8 <= mcl:
+                        sid, mx = m.groups()
+                        append(Unsub(sid.decode("utf-8", "surrogateescape"), int(mx) if mx else None))
+                        pos = m.end()
+                        if live:
+                            live = self._drain(ops, sink)
                         continue
+                elif startswith(b"PING\r\n", pos):
+                    append(_PING)
+                    pos += 6
+                    if live:
+                        live = self._drain(ops, sink)
+                    continue
+                elif startswith(b"PONG\r\n", pos):
+                    append(_PONG)
+                    pos += 6
+                    if live:
+                        live = self._drain(ops, sink)
+                    continue
             pos = self._one(buf, pos, ops)
+            if live and ops:
+                live = self._drain(ops, sink)
             if pos < 0:
                 return
-            # A CONNECT may have changed these.
+            # A CONNECT may have changed these (and, through a sink, max_payload).
             fast = self._fast and not self.require_connect
             hdrs = self.server_headers and self._client_headers
+            maxp = self.max_payload
+        if batch:
+            self._pubs(batch, ops, sink)
+
+    @staticmethod
+    def _pubs(batch: list[tuple[bytes, bytes | None, bytes]], ops: list[Op], sink: Sink | None) -> bool:
+        """Hand ``batch`` to ``sink`` (emptying it); False once it says stop, and the PUBs it did
+        not take are then in ``ops``."""
+        assert sink is not None
+        done = sink.pubs(batch)
+        if done is not None:
+            for subject, reply, payload in batch[done:]:
+                ops.append(
+                    Pub(
+                        subject.decode("utf-8", "surrogateescape"),
+                        reply.decode("utf-8", "surrogateescape") if reply is not None else None,
+                        payload,
+                    )
+                )
+            batch.clear()
+            return False
+        batch.clear()
+        return True
+
+    @staticmethod
+    def _drain(ops: list[Op], sink: Sink | None) -> bool:
+        """Hand ``ops`` to ``sink`` in order; False once it says stop (the rest stay in ``ops``)."""
+        assert sink is not None
+        for i, op in enumerate(ops):
+            if sink.op(op):
+                del ops[: i + 1]
+                return False
+        ops.clear()
+        return True
+
 
     def _one(self, buf: bytes, pos: int, ops: list[Op]) -> int:
         """Parse the operation at ``pos``, the general way. Returns the position after it, or -1

@@ -24,7 +24,10 @@ change the way ``sublist.go`` keeps its cache (``addToCache`` / ``removeFromCach
 * a bulk removal (:meth:`Router.remove_conn`) with many wildcard subjects empties the cache
   instead, like ``RemoveBatch``;
 * above ``cache_size`` entries the older half is dropped (insertion order; a dropped subject
-  costs one trie walk the next time it is published to).
+  costs one trie walk the next time it is published to);
+* with ``admit_on_second=True`` (the broker's routers) a subject is cached the second time it is
+  matched, not the first: one-off subjects (replies to unique inboxes) then cost their trie walk
+  without pushing the busy subjects out of the cache.
 
 Cached results are shared: :class:`Result` fields are tuples and the queue mapping must be
 treated as read-only. A result stays valid (a snapshot) after the router changes.
@@ -39,6 +42,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import islice
 from typing import Any
 
 from trustkit.errors import BrokerError
@@ -248,9 +252,9 @@ class Router:
     ``cache_size`` bounds the match cache (0 disables it).
     """
 
-    __slots__ = ("_by_conn", "_cache", "_cache_size", "_count", "_root")
+    __slots__ = ("_by_conn", "_cache", "_cache_size", "_count", "_root", "_seen", "cached")
 
-    def __init__(self, *, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
+    def __init__(self, *, cache_size: int = DEFAULT_CACHE_SIZE, admit_on_second: bool = False) -> None:
         if cache_size < 0:
             raise BrokerError("cache_size must be >= 0", code="router_config")
         self._root = _Level()
@@ -260,6 +264,11 @@ class Router:
         self._by_conn: dict[int, dict[Subscription, None]] = {}
         self._cache: dict[str, Result] = {}
         self._cache_size = cache_size
+        #: ``cached(subject)``: the cached result for ``subject`` or None, at the cost of a dict
+        #: lookup (for hot loops; :meth:`match` on None). Valid as long as the router lives.
+        self.cached: Callable[[str], Result | None] = self._cache.get
+        # subjects matched once and not cached yet (admit_on_second); emptied at cache_size
+        self._seen: set[str] | None = set() if admit_on_second and cache_size else None
 
     # --- queries --------------------------------------------------------------------------------
 
@@ -278,7 +287,14 @@ class Router:
         out: list[_Node] = []
         _collect(self._root, toks, 0, out)
         r = _build(out)
-        if self._cache_size:
+        seen = self._seen
+        if seen is not None and subject not in seen:
+            if len(seen) >= self._cache_size:
+                seen.clear()
+            seen.add(subject)
+        elif self._cache_size:
+            if seen is not None:
+                seen.discard(subject)
             cache = self._cache
             cache[subject] = r
             if len(cache) > self._cache_size:
@@ -500,11 +516,11 @@ class Router:
                 del cache[key]
 
     def _shrink_cache(self) -> None:
-        # Keep the newer half. Rebuilding (rather than popping the oldest keys one by one) keeps
-        # the dict compact; amortized O(1) per cached subject.
-        keep = self._cache_size // 2
-        items = list(self._cache.items())
-        self._cache = dict(items[len(items) - keep :]) if keep else {}
+        # Keep the newer half, in place: the dict stays the same object (see ``cached``); the
+        # dict compacts itself when it next grows. Amortized O(1) per cached subject.
+        cache = self._cache
+        for key in list(islice(cache, len(cache) - self._cache_size // 2)):
+            del cache[key]
 
 
 # --- queue groups ---------------------------------------------------------------------------------

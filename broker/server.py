@@ -3,8 +3,11 @@
 One :class:`Conn` per client (an asyncio.Protocol: no stream wrappers on the hot path), one
 :class:`Account` per account (its own subject space: a :class:`~broker.router.Router`). A
 connection is judged once, at CONNECT, by :func:`trustkit.trust.authorize_user`; the resulting
-Grant's compiled permissions are consulted per message, never the JWT. Writes are batched: a
-connection's outbound frames are joined and written once per loop turn.
+Grant's compiled permissions are consulted per message, never the JWT, through verdict caches
+shared by the connections with equal permissions. Each connection is its parser's sink: runs of
+PUBs arrive as bytes and are routed inline (:meth:`Conn.pubs`), with every check answered from
+caches or flags where it can be. Writes are batched: a connection's outbound frames are joined
+and written once per loop turn (sooner after a large read).
 
 Behaviour and ``-ERR`` texts mirror nats-server (server/client.go); the conformance tests run the
 same scenarios against both.
@@ -17,14 +20,15 @@ import base64
 import secrets
 import ssl
 import time
-from collections.abc import Callable
-from typing import Any
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any, cast
 
 from broker import protocol as P
 from broker.callout_client import AuthWait, CalloutClient, local_grant
 from broker.config import BrokerConfig
 from broker.router import Router, Subscription
-from broker.sharing import Links, Mappings, ShadowSub, Sharing
+from broker.sharing import Links, Mappings, ShadowSub, Sharing, subjects_collide
 from broker.system import SystemRequests
 from broker.tls import TLSConfig
 from trustkit import subject as subjects
@@ -32,7 +36,7 @@ from trustkit.errors import AuthorizationError, TrustkitError
 from trustkit.jwt.account import AccountClaims
 from trustkit.nkeys import KeyPair, PrefixByte
 from trustkit.resolver import MemoryResolver
-from trustkit.trust import Grant, TrustedOperators, authorize_user
+from trustkit.trust import Grant, SubjectPermission, TrustedOperators, authorize_user
 
 __all__ = ["Broker"]
 
@@ -40,6 +44,11 @@ VERSION = "2.10.0-trustkit"
 GLOBAL_ACCOUNT = "$G"
 NO_LIMIT = -1
 WRITE_DEADLINE = 10.0  # seconds, nats-server's default write_deadline
+# Bounds of the per-message caches (each is emptied when full, as nats-server prunes its own):
+SUBJECT_CACHE_MAX = 16384  # published subject bytes -> subject, shared by all connections
+VERDICT_CACHE_MAX = 4096  # verdicts per distinct set of permissions (publish, or delivery deny)
+CRLF = b"\r\n"
+FLUSH_BACKLOG = 256  # messages published in one loop turn after which the outbound data is written
 
 
 def go_quote(s: str) -> str:
@@ -70,6 +79,11 @@ def _reserved_reply(reply: str) -> bool:
     )
 
 
+def _queue_matches(queue: str, names: list[str]) -> bool:
+    """client.go ``queueMatches``: the literal name first, then wildcard names as patterns."""
+    return any(queue == q or (subjects.has_wildcards(q) and subjects.is_subset(queue, q)) for q in names)
+
+
 def _min_limit(*values: int) -> int:
     """nats-server ``minLimit``: -1 is unlimited, every other value (0 too) is a limit."""
     out = NO_LIMIT
@@ -77,6 +91,15 @@ def _min_limit(*values: int) -> int:
         if v != NO_LIMIT and (out == NO_LIMIT or v < out):
             out = v
     return out
+
+
+def _deny_entries(perm: SubjectPermission) -> tuple[tuple[str, str | None], ...]:
+    """The subscribe deny entries as (subject, queue): client.go ``darray``. ``perm.deny`` holds
+    the plain subjects first, then the subjects of the queue entries (``deny_queues``)."""
+    if not perm.deny:
+        return ()
+    plain = len(perm.deny) - len(perm.deny_queues)
+    return tuple((d, None) for d in perm.deny[:plain]) + tuple(perm.deny_queues)
 
 
 class Account:
@@ -94,7 +117,7 @@ class Account:
         self.data_limit = NO_LIMIT
         self.data_used = 0
         self.claims = claims
-        self.router = Router()
+        self.router = Router(admit_on_second=True)
         self.conns: set[Conn] = set()
         # sharing (broker/sharing.py): exports, imports, pending responses; the JWT's mappings
         self.links: Links | None = None
@@ -114,13 +137,23 @@ class ConnSub(Subscription):
     """A client subscription with its auto-unsubscribe counter (and its copies in exporters'
     routing tables for stream imports, broker/sharing.py)."""
 
-    __slots__ = ("delivered", "max", "shadows")
+    __slots__ = ("delivered", "max", "msg_sid", "shadows")
 
     def __init__(self, subject: str, sid: str, conn: Conn, queue: str | None) -> None:
         super().__init__(subject, sid, conn, queue)
         self.max = 0
         self.delivered = 0
         self.shadows: list[ShadowSub] | None = None
+        # `` <sid> `` as it stands in every MSG/HMSG frame of this subscription
+        self.msg_sid = b" " + sid.encode("utf-8", "surrogateescape") + b" "
+
+
+class _Verdicts(dict[Any, bool]):
+    """Verdicts of one set of permissions, shared by the connections that have equal ones (a
+    weak value of :attr:`Broker.verdicts`): publish (subject -> allowed) or the delivery-time
+    deny filter ((subject, queue) -> denied). Emptied when full."""
+
+    __slots__ = ("__weakref__",)
 
 
 class Conn(asyncio.Protocol):
@@ -140,6 +173,15 @@ class Conn(asyncio.Protocol):
         self.closed = False
         self.account: Account | None = None
         self.grant: Grant | None = None
+        # the grant's publish verdicts (None: no grant, every subject may be published to), and
+        # whether a delivered request opens a response permission (allow_responses)
+        self.verdicts: _Verdicts | None = None
+        self.resp_perms = False
+        # nats-server's delivery-time subscribe deny filter (client.go mperms/darray): the
+        # grant's subscribe deny entries (subject, queue), and once a wildcard or queue
+        # subscription overlaps one of them, the cache of verdicts (subject, queue) -> denied
+        self.darray: tuple[tuple[str, str | None], ...] = ()
+        self.deny: _Verdicts | None = None  # subject (or (subject, queue)) -> denied
         self.subs: dict[str, ConnSub] = {}
         self.echo = True
         self.verbose = True  # nats-server defaultOpts, until a CONNECT says otherwise
@@ -173,9 +215,9 @@ class Conn(asyncio.Protocol):
         self.auth_wait: AuthWait | None = None
 
     # --- connection lifecycle -------------------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+    def connection_made(self, base: asyncio.BaseTransport) -> None:
+        # a stream transport (uvloop's do not derive from asyncio.Transport)
+        self.transport = transport = cast(asyncio.Transport, base)
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
         broker = self.broker
@@ -281,47 +323,198 @@ class Conn(asyncio.Protocol):
         if self.tls_pending or self.auth_wait is not None:
             self.held += data
             return
+        # Each operation is handled as soon as it is parsed (this connection is the parser's
+        # sink); what is left was parsed after a CONNECT went to the auth callout, or after a close.
         try:
-            ops = self.parser.feed(data)
+            rest = self.parser.feed(data, self)
         except P.ProtocolError as e:
-            self._dispatch(e.ops)
             if self.auth_wait is not None:  # after the auth callout, like the operations before it
+                self.auth_wait.ops = e.ops
                 self.auth_wait.error = e
                 return
             if e.err_text is not None:
                 self.send(e.frame)
             self.close()
             return
-        self._dispatch(ops)
+        if self.auth_wait is not None:  # nats-server reads nothing more until the callout ends
+            self.auth_wait.ops = rest
+        if self.broker.backlog >= FLUSH_BACKLOG:
+            self.broker.flush_now()
 
     def _dispatch(self, ops: list[P.Op]) -> None:
-        for op in ops:
-            if self.closed:
-                return
-            t = type(op)
-            if t is P.Pub:
-                self.on_pub(op.subject, op.reply, None, op.payload)  # type: ignore[union-attr]
-            elif t is P.HPub:
-                self.on_pub(op.subject, op.reply, op.headers, op.payload)  # type: ignore[union-attr]
-            elif t is P.Sub:
-                self.on_sub(op)  # type: ignore[arg-type]
-            elif t is P.Unsub:
-                self.on_unsub(op)  # type: ignore[arg-type]
-            elif t is P.Ping:
-                self.on_ping()
-            elif t is P.Pong:
-                self.pings_out = 0
-            elif t is P.Connect:
-                self.on_connect(op.opts)  # type: ignore[union-attr]
+        for i, op in enumerate(ops):
+            if self.op(op):
                 if self.auth_wait is not None:  # nats-server reads nothing more until the callout ends
-                    self.auth_wait.ops = ops[[o is op for o in ops].index(True) + 1 :]
-                    return
+                    self.auth_wait.ops = ops[i + 1 :]
+                return
+
+    def op(self, op: P.Op) -> bool:
+        """Handle one operation (the parser's sink); True once nothing more may be handled now."""
+        if self.closed:
+            return True
+        t = type(op)
+        if t is P.Pub:
+            self.on_pub(op.subject, op.reply, None, op.payload)  # type: ignore[union-attr]
+        elif t is P.HPub:
+            self.on_pub(op.subject, op.reply, op.headers, op.payload)  # type: ignore[union-attr]
+        elif t is P.Sub:
+            self.on_sub(op)  # type: ignore[arg-type]
+        elif t is P.Unsub:
+            self.on_unsub(op)  # type: ignore[arg-type]
+        elif t is P.Ping:
+            self.on_ping()
+        elif t is P.Pong:
+            self.pings_out = 0
+        elif t is P.Connect:
+            self.on_connect(op.opts)  # type: ignore[union-attr]
+        return self.closed or self.auth_wait is not None
+
+    def pubs(self, batch: list[tuple[bytes, bytes | None, bytes]]) -> int | None:
+        """``PUB``s straight from the parser (the sink), subjects and replies still bytes. Returns
+        None, or the number handled once nothing more may be handled now.
+
+        The common case is decided here from caches and flags, with the outcome of
+        :meth:`on_pub` and its checks in its order: no mapping, no ``data`` limit, the payload
+        within limits, a valid subject outside ``$SYS.`` (known in :attr:`Broker.subjects`, or
+        learnt now), a reply that is not reserved, and a publish verdict cached as allowed (or
+        a response permission); client subscriptions get the message inline. Anything else goes
+        through :meth:`on_pub`, which fills the verdict cache.
+        """
+        account = self.account
+        if account is None:
+            return self._pubs_slow(batch, 0)
+        broker = self.broker
+        broker.backlog += len(batch)
+        known = broker.subjects
+        learn = broker.learn_subject
+        cached = account.router.cached
+        match = account.router.match
+        grant = self.grant
+        verdicts = self.verdicts
+        mp = self.max_payload if self.max_payload != NO_LIMIT else 1 << 62
+        echo = self.echo
+        verbose = self.verbose
+        plain_ok = account.mapper is None and self.data_limit == NO_LIMIT and account.data_limit == NO_LIMIT
+        count = size = 0
+        i = 0
+        for subject, reply, payload in batch:
+            n = len(payload)
+            s = known.get(subject)
+            if s is None:
+                s = subject.decode("utf-8", "surrogateescape")
+                new = True
+                fast = plain_ok and n <= mp and learn(subject, s)
+            else:
+                new = False
+                fast = plain_ok and n <= mp
+            r: str | None = None
+            if reply is not None:
+                r = reply.decode("utf-8", "surrogateescape")
+                if _reserved_reply(r):
+                    fast = False
+            if fast and verdicts is not None and verdicts.get(s) is not True:
+                # checked last, as a response permission (allow_responses) counts a use; the
+                # verdict of a subject seen for the first time is not cached (one-off replies)
+                fast = self._may_publish(grant, s, cache=not new)  # type: ignore[arg-type]
+            if not fast:
+                self._count_in(account, count, size)
+                count = size = 0
+                if self._pub_slow(subject, reply, payload, s):
+                    return i + 1
+                # a message to $SYS may have changed the account (a pushed JWT)
+                plain_ok = (
+                    account.mapper is None and self.data_limit == NO_LIMIT and account.data_limit == NO_LIMIT
+                )
+                i += 1
+                continue
+            i += 1
+            count += 1
+            size += n
+            if verbose:
+                self.send(P.OK_FRAME)
+            result = cached(s)
+            if result is None:
+                result = match(s)
+            plain = result.plain
+            delivered = False
+            if plain or result.queues:
+                for sub in plain:
+                    if type(sub) is ConnSub:
+                        conn: Conn = sub.conn
+                        if conn.closed or (conn is self and not echo):
+                            continue
+                        deny = conn.deny
+                        if deny is not None and (
+                            deny.get(s) if sub.queue is None else None  # (see denied())
+                        ) is not False and conn.denied(s, sub.queue):
+                            continue
+                        out = conn.out  # the frame P.msg builds, in pieces (see send_msg)
+                        if reply is None:
+                            out.append(b"MSG %b%b%d\r\n" % (subject, sub.msg_sid, n))
+                        else:
+                            out.append(b"MSG %b%b%b %d\r\n" % (subject, sub.msg_sid, reply, n))
+                        out.append(payload)
+                        out.append(CRLF)
+                        if not conn.flush_scheduled:
+                            conn.flush_scheduled = True
+                            broker.to_flush.append(conn)
+                            broker.schedule_flush()
+                        conn.out_msgs += 1
+                        conn.out_bytes += n
+                        if r is not None and conn.resp_perms:
+                            conn.note_reply(r)
+                        sub.delivered += 1
+                        if sub.max and sub.delivered >= sub.max:
+                            conn._remove_sub(sub)
+                        delivered = True
+                    elif broker.sharing.deliver(sub, self, s, r, None, payload, False):
+                        delivered = True
+                if result.queues and broker.deliver_queues(result.queues, self, s, r, None, payload, False):
+                    delivered = True
+            if not delivered and r is not None and self.no_responders:
+                self._no_responders(s, r)
+        self._count_in(account, count, size)
+        return None
+
+    def _count_in(self, account: Account, count: int, size: int) -> None:
+        self.in_msgs += count
+        self.in_bytes += size
+        self.data_used += size
+        account.data_used += size
+
+    def _pubs_slow(self, batch: list[tuple[bytes, bytes | None, bytes]], i: int) -> int | None:
+        for subject, reply, payload in batch[i:]:
+            i += 1
+            if self._pub_slow(subject, reply, payload, None):
+                return i
+        return None
+
+    def _pub_slow(self, subject: bytes, reply: bytes | None, payload: bytes, s: str | None) -> bool:
+        if s is None:
+            s = subject.decode("utf-8", "surrogateescape")
+        self.on_pub(s, reply.decode("utf-8", "surrogateescape") if reply is not None else None, None, payload)
+        return self.closed or self.auth_wait is not None
 
     # --- output ---------------------------------------------------------------------------
     def send(self, frame: bytes) -> None:
         if self.closed:
             return
         self.out.append(frame)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.broker.to_flush.append(self)
+            self.broker.schedule_flush()
+
+    def send_msg(self, head: bytes, headers: bytes | None, payload: bytes) -> None:
+        """A MSG/HMSG frame as its pieces: ``head`` (the control line), headers, payload."""
+        if self.closed:
+            return
+        out = self.out
+        out.append(head)
+        if headers is not None:
+            out.append(headers)
+        out.append(payload)
+        out.append(CRLF)
         if not self.flush_scheduled:
             self.flush_scheduled = True
             self.broker.to_flush.append(self)
@@ -441,6 +634,11 @@ class Conn(asyncio.Protocol):
                 self.error_close("maximum account active connections exceeded")
                 return
             self.grant = grant
+            perms = grant.permissions
+            self.verdicts = broker.verdicts_for(("pub", perms.pub))
+            self.resp_perms = perms.resp_max is not None
+            self.darray = _deny_entries(perms.sub)
+            self.deny = None
             self.max_payload = _min_limit(
                 grant.limits.payload, acct_limits.payload, broker.config.max_payload
             )
@@ -493,6 +691,10 @@ class Conn(asyncio.Protocol):
             self.account.conns.discard(self)
         self.account = None
         self.grant = None
+        self.verdicts = None
+        self.resp_perms = False
+        self.darray = ()
+        self.deny = None
         self.max_payload = self.broker.config.max_payload
         self.max_subs = self.data_limit = NO_LIMIT
 
@@ -528,6 +730,11 @@ class Conn(asyncio.Protocol):
                 text += f" using queue {go_quote(op.queue)}"
             self.send(P.err(text))
             return
+        if self.darray and self.deny is None and (op.queue or subjects.has_wildcards(op.subject)):
+            # client.go loadMsgDenyFilterIfNeeded: deliveries are checked against the deny
+            # entries from now on (for this connection's lifetime, as in nats-server)
+            if any(subjects_collide(d, op.subject) for d, _ in self.darray):
+                self.deny = self.broker.verdicts_for(("deny", self.darray))
         if op.sid in self.subs:
             if self.verbose:
                 self.send(P.OK_FRAME)
@@ -603,17 +810,28 @@ class Conn(asyncio.Protocol):
             handled = broker.callout.on_reply(account, subject, payload) or handled  # a callout's answer
         delivered = broker.deliver(account, self, subject, reply, headers, payload) or handled
         if not delivered and reply and self.no_responders:
-            for sub in self.subs.values():
-                if subjects.matches(sub.subject, reply):
-                    hdr_len = 32 + len(subject)
-                    self.send(
-                        f"HMSG {reply} {sub.sid} {hdr_len} {hdr_len}\r\nNATS/1.0 503\r\n"
-                        f"Nats-Subject: {subject}\r\n\r\n\r\n".encode()
-                    )
-                    break
+            self._no_responders(subject, reply)
 
-    def _may_publish(self, grant: Grant, subject: str) -> bool:
-        if grant.permissions.can_publish(subject):
+    def _no_responders(self, subject: str, reply: str) -> None:
+        for sub in self.subs.values():
+            if subjects.matches(sub.subject, reply):
+                hdr_len = 32 + len(subject)
+                self.send(
+                    f"HMSG {reply} {sub.sid} {hdr_len} {hdr_len}\r\nNATS/1.0 503\r\n"
+                    f"Nats-Subject: {subject}\r\n\r\n\r\n".encode()
+                )
+                break
+
+    def _may_publish(self, grant: Grant, subject: str, *, cache: bool = True) -> bool:
+        verdicts = self.verdicts
+        ok = verdicts.get(subject) if verdicts is not None else None
+        if ok is None:
+            ok = grant.permissions.can_publish(subject)
+            if verdicts is not None and cache:
+                if len(verdicts) >= VERDICT_CACHE_MAX:
+                    verdicts.clear()
+                verdicts[subject] = ok
+        if ok:
             return True
         entry = self.replies.get(subject)
         if entry is None:
@@ -626,6 +844,23 @@ class Conn(asyncio.Protocol):
         if entry[0] >= (grant.permissions.resp_max or 1):
             del self.replies[subject]
         return True
+
+    def denied(self, subject: str, queue: str | None) -> bool:
+        """client.go ``checkDenySub``: may a message on ``subject`` not be delivered to this
+        connection's subscription (in ``queue``)? Only called once :attr:`deny` is loaded."""
+        deny = self.deny
+        assert deny is not None
+        key = subject if queue is None else (subject, queue)  # a str key for plain subscriptions
+        verdict = deny.get(key)
+        if verdict is None:
+            verdict = any(q is None and subjects.matches(d, subject) for d, q in self.darray)
+            if not verdict and queue:
+                names = [q for d, q in self.darray if q is not None and subjects.matches(d, subject)]
+                verdict = bool(names) and _queue_matches(queue, names)
+            if len(deny) >= VERDICT_CACHE_MAX:
+                deny.clear()
+            deny[key] = verdict
+        return verdict
 
     def note_reply(self, reply: str) -> None:
         """A request delivered to this client: allow one or more responses (allow_responses)."""
@@ -651,6 +886,14 @@ class Broker:
         self._cid = 0
         self.to_flush: list[Conn] = []
         self._flush_pending = False
+        self.backlog = 0  # messages published since the last flush
+        # published subject bytes -> the subject, for valid literal subjects outside ``$SYS.``
+        # (what Conn.pub may take its fast path with); emptied when full
+        self.subjects: dict[bytes, str] = {}
+        # publish verdicts per distinct set of publish permissions, shared by its connections
+        self.verdicts: weakref.WeakValueDictionary[tuple[str, object], _Verdicts] = (
+            weakref.WeakValueDictionary()
+        )
         self.slow_consumers = 0
         self.started = time.time()
         self.total_connections = 0
@@ -695,6 +938,25 @@ class Broker:
         # the system account's claims requests (UPDATE, LOOKUP, LIST, PACK, DELETE)
         self.system = SystemRequests(self)
 
+    def learn_subject(self, subject_b: bytes, subject: str) -> bool:
+        """Remember a published subject for :meth:`Conn.pubs`'s fast path if it may take it (a
+        valid literal subject outside ``$SYS.``); False if not."""
+        if subject.startswith("$SYS.") or not subjects.is_valid(subject, wildcards=False):
+            return False
+        cache = self.subjects
+        if len(cache) >= SUBJECT_CACHE_MAX:
+            cache.clear()
+        cache[subject_b] = subject
+        return True
+
+    def verdicts_for(self, key: tuple[str, object]) -> _Verdicts:
+        """The verdict cache shared by the connections with the permissions ``key``: ("pub",
+        publish permissions) or ("deny", subscribe deny entries)."""
+        v = self.verdicts.get(key)
+        if v is None:
+            v = self.verdicts[key] = _Verdicts()
+        return v
+
     def next_cid(self) -> int:
         self._cid += 1
         return self._cid
@@ -734,16 +996,41 @@ class Broker:
                 delivered |= self._deliver_one(sub, sender, subject, reply, headers, payload)
             else:  # an import's subscription (broker/sharing.py)
                 delivered |= self.sharing.deliver(sub, sender, subject, reply, headers, payload, from_service)
-        for members in result.queues.values():
-            candidates = [m for m in members if not m.conn.closed]
-            if candidates:
-                sub = candidates[secrets.randbelow(len(candidates))]
+        if result.queues:
+            delivered |= self.deliver_queues(
+                result.queues, sender, subject, reply, headers, payload, from_service
+            )
+        return delivered
+
+    def deliver_queues(
+        self,
+        queues: Mapping[str, tuple[Subscription, ...]],
+        sender: Conn | None,
+        subject: str,
+        reply: str | None,
+        headers: bytes | None,
+        payload: bytes,
+        from_service: bool,
+    ) -> bool:
+        """One member of each queue group gets the message; True if anybody got it. As in
+        nats-server's processMsgResults, the members are tried from a random one on until one
+        takes the message (one that is closed, the sender without echo, or denied by its
+        subscribe deny filter does not)."""
+        delivered = False
+        for members in queues.values():
+            n = len(members)
+            start = secrets.randbelow(n) if n > 1 else 0
+            for k in range(n):
+                sub = members[(start + k) % n]
+                if sub.conn.closed:
+                    continue
                 if type(sub) is ConnSub:
-                    delivered |= self._deliver_one(sub, sender, subject, reply, headers, payload)
+                    ok = self._deliver_one(sub, sender, subject, reply, headers, payload)
                 else:
-                    delivered |= self.sharing.deliver(
-                        sub, sender, subject, reply, headers, payload, from_service
-                    )
+                    ok = self.sharing.deliver(sub, sender, subject, reply, headers, payload, from_service)
+                if ok:
+                    delivered = True
+                    break
         return delivered
 
     def _deliver_one(
@@ -758,14 +1045,25 @@ class Broker:
         conn: Conn = sub.conn
         if conn.closed or (conn is sender and sender is not None and not sender.echo):
             return False
-        if headers is not None and conn.headers:
-            frame = P.hmsg(subject, sub.sid, reply, headers, payload)
+        if conn.deny is not None and conn.denied(subject, sub.queue):
+            return False
+        # the frames P.msg / P.hmsg build, in pieces: the payload is copied once, by the flush
+        subject_b = subject.encode("utf-8", "surrogateescape")
+        reply_b = reply.encode("utf-8", "surrogateescape") + b" " if reply else b""
+        n = len(payload)
+        if headers is None:
+            conn.send_msg(b"MSG %b%b%b%d\r\n" % (subject_b, sub.msg_sid, reply_b, n), None, payload)
         else:
-            frame = P.msg(subject, sub.sid, reply, payload)
-        conn.send(frame)
+            hl = len(headers)
+            if conn.headers:
+                head = b"HMSG %b%b%b%d %d\r\n" % (subject_b, sub.msg_sid, reply_b, hl, hl + n)
+                conn.send_msg(head, headers, payload)
+            else:
+                conn.send_msg(b"MSG %b%b%b%d\r\n" % (subject_b, sub.msg_sid, reply_b, n), None, payload)
+            n += hl
         conn.out_msgs += 1
-        conn.out_bytes += len(payload) + (len(headers) if headers is not None else 0)
-        if reply:
+        conn.out_bytes += n
+        if reply and conn.resp_perms:
             conn.note_reply(reply)
         sub.delivered += 1
         if sub.max and sub.delivered >= sub.max:
@@ -779,6 +1077,12 @@ class Broker:
 
     def _flush_all(self) -> None:
         self._flush_pending = False
+        self.flush_now()
+
+    def flush_now(self) -> None:
+        """Write what every connection has pending (once per loop turn, or sooner after a large
+        read, so that subscribers get a long run of messages while it is still being parsed)."""
+        self.backlog = 0
         conns, self.to_flush = self.to_flush, []
         for conn in conns:
             conn.flush()

@@ -73,6 +73,7 @@ __all__ = [
     "SharingError",
     "Transform",
     "build_mappings",
+    "subjects_collide",
 ]
 
 SINGLETON, STREAMED, CHUNKED = "Singleton", "Stream", "Chunked"
@@ -177,6 +178,10 @@ def _collide(subj1: str, subj2: str) -> bool:
         if a[0] not in "*>" and b[0] not in "*>" and a != b:
             return False
     return True
+
+
+#: the broker's name for Go ``SubjectsCollide`` (its delivery-time subscribe deny filter uses it)
+subjects_collide = _collide
 
 
 # --- subject transforms (server/subject_transform.go) ---------------------------------------------

@@ -188,6 +188,29 @@ def compile_permissions(
     """
     if upl.pub.empty() and upl.sub.empty() and upl.resp is None and default is not None:
         upl = default
+    # Users mostly share a few permission sets (one template, one role): compiled once each. The
+    # result is immutable, so it is shared.
+    resp = upl.resp
+    key = (
+        tuple(upl.pub.allow),
+        tuple(upl.pub.deny),
+        tuple(upl.sub.allow),
+        tuple(upl.sub.deny),
+        None if resp is None else (resp.max, resp.ttl),
+    )
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        if len(_COMPILED) >= _COMPILED_MAX:
+            _COMPILED.clear()
+        compiled = _COMPILED[key] = _compile(upl)
+    return compiled
+
+
+_COMPILED: dict[tuple[object, ...], CompiledPermissions] = {}
+_COMPILED_MAX = 1024
+
+
+def _compile(upl: UserPermissionLimits) -> CompiledPermissions:
     pub = _compile_direction(upl.pub, queues=False)
     sub = _compile_direction(upl.sub, queues=True)
     resp_max = resp_ttl = None
@@ -489,8 +512,12 @@ def authorize_user(
     if limits.src:
         if not client_ip or not _ip_in(client_ip, limits.src):
             raise _refuse("source_network", f"bad src IP {client_ip}")
-    remaining = time_window_remaining(
-        UserClaims(times=limits.times, times_location=limits.times_location), now, default_tz
+    remaining = (
+        time_window_remaining(
+            UserClaims(times=limits.times, times_location=limits.times_location), now, default_tz
+        )
+        if limits.times  # (without windows there is nothing to check: no claims object to build)
+        else None
     )
 
     expires_at = user.exp or None

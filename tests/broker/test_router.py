@@ -452,6 +452,25 @@ def test_cached_empty_result_updated_on_insert() -> None:
     assert EMPTY_RESULT.plain == () and dict(EMPTY_RESULT.queues) == {}
 
 
+def test_admit_on_second_caches_a_subject_the_second_time() -> None:
+    """One-off subjects (replies to unique inboxes) cost a trie walk but stay out of the cache,
+    so they do not push the busy subjects out."""
+    r = Router(cache_size=4, admit_on_second=True)
+    s = sub("t.*")
+    r.insert(s)
+    assert r.match("t.1").plain == (s,) and r.cache_len() == 0
+    assert r.match("t.1").plain == (s,) and r.cache_len() == 1
+    for i in range(100, 120):  # one-offs: never cached, the remembered names stay bounded
+        assert r.match(f"t.{i}").plain == (s,)
+        assert r.cache_len() == 1
+    r.match("t.2")
+    r.match("t.2")
+    assert r.cache_len() == 2
+    late = sub("t.2")
+    r.insert(late)  # cached results follow changes as before
+    assert r.match("t.2").plain == (s, late)
+
+
 def test_cache_is_bounded() -> None:
     r = Router(cache_size=64)
     subs = [sub("t.*"), sub("t.5")]
@@ -490,6 +509,7 @@ class RouterMachine(RuleBasedStateMachine):
         super().__init__()
         self.router = Router(cache_size=8)
         self.uncached = Router(cache_size=0)
+        self.second = Router(cache_size=8, admit_on_second=True)  # the broker's kind
         self.live: dict[int, Subscription] = {}
         self.conns = [Conn(str(i)) for i in range(3)]
         self.n = 0
@@ -500,6 +520,7 @@ class RouterMachine(RuleBasedStateMachine):
         s = sub(pattern, queue=queue, conn=self.conns[c], sid=str(self.n))
         self.router.insert(s)
         self.uncached.insert(s)
+        self.second.insert(s)
         self.live[id(s)] = s
         return s
 
@@ -508,6 +529,7 @@ class RouterMachine(RuleBasedStateMachine):
         present = id(s) in self.live
         assert self.router.remove(s) is present
         assert self.uncached.remove(s) is present
+        assert self.second.remove(s) is present
         self.live.pop(id(s), None)
 
     @rule(c=st.integers(0, 2))
@@ -516,6 +538,7 @@ class RouterMachine(RuleBasedStateMachine):
         gone = self.router.remove_conn(conn)
         assert set(map(id, gone)) == {k for k, s in self.live.items() if s.conn is conn}
         assert set(map(id, self.uncached.remove_conn(conn))) == set(map(id, gone))
+        assert set(map(id, self.second.remove_conn(conn))) == set(map(id, gone))
         for s in gone:
             del self.live[id(s)]
 
@@ -523,11 +546,12 @@ class RouterMachine(RuleBasedStateMachine):
     def match(self, subject: str) -> None:
         assert_agrees(self.router, self.live.values(), subject)
         assert_agrees(self.uncached, self.live.values(), subject)
+        assert_agrees(self.second, self.live.values(), subject)
 
     @invariant()
     def counts(self) -> None:
-        assert self.router.count() == len(self.live) == self.uncached.count()
-        assert self.router.cache_len() <= 8
+        assert self.router.count() == len(self.live) == self.uncached.count() == self.second.count()
+        assert self.router.cache_len() <= 8 and self.second.cache_len() <= 8
 
 
 TestRouterMachine = RouterMachine.TestCase
