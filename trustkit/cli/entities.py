@@ -38,13 +38,11 @@ def init_cmd(
     as_json: JsonFlag = False,
 ) -> None:
     """Create an operator, its SYS account and user, and an account and user of the same name."""
-    from trustkit.manage import init
-    from trustkit.store import Context, read_context, write_context
+    from trustkit.manage import init, select_operator
 
     ws = workspace(config_dir, data_dir, keystore_dir)
     report = init(ws, name, now=now(), service_url=service_url)
-    ctx = read_context(ws.dirs.config_dir)
-    write_context(ws.dirs.config_dir, Context(str(ws.dirs.stores_dir), name, name, ctx.extra))
+    select_operator(ws, name)  # its one account besides SYS (named like it) becomes the current one
     emit(report.to_json(), as_json=as_json, title=f"operator {name}")
 
 
@@ -78,8 +76,7 @@ def add_operator_cmd(
     operator signing key (which then signs SYS); --url imports a managed operator (its JWT only).
     Selects it as the current operator."""
     from trustkit.cli.common import parse_expiry
-    from trustkit.manage import add_operator, import_operator
-    from trustkit.store import Context, read_context, write_context
+    from trustkit.manage import add_operator, import_operator, select_operator
 
     ws = workspace(config_dir, data_dir, keystore_dir)
     t = now()
@@ -101,8 +98,7 @@ def add_operator_cmd(
             expiry=parse_expiry(expiry, now=t),
         )
     assert name is not None
-    ctx = read_context(ws.dirs.config_dir)
-    write_context(ws.dirs.config_dir, Context(str(ws.dirs.stores_dir), name, "", ctx.extra))
+    select_operator(ws, name)
     emit(report.to_json(), as_json=as_json, title=f"operator {name}")
 
 
