@@ -79,6 +79,8 @@ _GO_ESCAPES = (
     ("\u2029", "\\u2029"),
 )
 _NEEDS_GO_ESCAPE = re.compile("[<>&\u2028\u2029]")
+#: the same table in UTF-8 bytes (the decoder re-spells orjson output as Go writes it)
+GO_ESCAPES_UTF8 = tuple((ch.encode(), esc.encode("ascii")) for ch, esc in _GO_ESCAPES)
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 

@@ -21,7 +21,7 @@ from trustkit.errors import (
     UnsupportedVersionError,
 )
 from trustkit.jwt.claims import CLAIM_CLASSES, LIB_VERSION, Claims
-from trustkit.jwt.codec import HEADER_B64, MAX_TOKEN_SIZE, b64url_decode
+from trustkit.jwt.codec import GO_ESCAPES_UTF8, HEADER_B64, MAX_TOKEN_SIZE, b64url_decode
 from trustkit.jwt.generic import GenericClaims
 
 __all__ = ["decode", "peek_unverified", "split_token"]
@@ -73,8 +73,8 @@ def _check_header(h64: str) -> None:
 
 # how Go's encoder spells what orjson writes as is: HTML characters, and JS line separators
 # (both start with the UTF-8 bytes E2 80)
-_GO_ESCAPES = tuple((ch.encode(), b"\\u%04x" % ord(ch)) for ch in ("<", ">", "&"))
-_GO_ESCAPES_E280 = tuple((ch.encode(), b"\\u%04x" % ord(ch)) for ch in ("\u2028", "\u2029"))
+_GO_ESCAPES = tuple(e for e in GO_ESCAPES_UTF8 if len(e[0]) == 1)
+_GO_ESCAPES_E280 = tuple(e for e in GO_ESCAPES_UTF8 if e[0].startswith(b"\xe2\x80"))
 
 
 def _check_no_duplicate_keys(raw: bytes, payload: dict[str, Any]) -> None:
