@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
 
+import pybase64
+
 from trustkit import nkeys
 from trustkit import subject as subjects
 from trustkit.errors import AuthorizationError, NKeyError, TokenError
@@ -314,22 +316,35 @@ def sign_nonce(keypair: KeyPair, nonce: str | bytes) -> str:
     return base64.urlsafe_b64encode(keypair.sign(data)).rstrip(b"=").decode("ascii")
 
 
-def verify_nonce_signature(user_key: str, nonce: str | bytes, sig: str) -> bool:
-    """nats-server's check: base64url-raw, falling back to standard base64."""
-    data = nonce.encode("ascii") if isinstance(nonce, str) else nonce
-    raw: bytes | None = None
-    try:
-        if "=" not in sig and len(sig) % 4 != 1:
-            raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
-            if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != sig:
-                raw = None
-    except (binascii.Error, ValueError):
-        raw = None
-    if raw is None:
+_PADDING = ("", "", "==", "=")
+
+
+def _go_base64(text: str) -> bytes | None:
+    """nats-server's reading of a CONNECT ``sig``: ``base64.RawURLEncoding``, falling back to
+    ``base64.StdEncoding`` (client.go processConnect). As in Go's decoders, CR and LF are skipped
+    anywhere and the unused low bits of the last character are ignored; nothing else foreign is."""
+    if "\r" in text or "\n" in text:
+        text = text.replace("\r", "").replace("\n", "")
+    rem = len(text) % 4
+    if rem != 1 and "=" not in text and "+" not in text and "/" not in text:
         try:
-            raw = base64.b64decode(sig, validate=True)
+            raw: bytes = pybase64.b64decode(text + _PADDING[rem], altchars=b"-_", validate=True)
+            return raw
         except (binascii.Error, ValueError):
-            return False
+            pass
+    try:
+        raw = pybase64.b64decode(text, validate=True)  # standard alphabet, padded
+    except (binascii.Error, ValueError):
+        return None
+    return raw
+
+
+def verify_nonce_signature(user_key: str, nonce: str | bytes, sig: str) -> bool:
+    """nats-server's check of the CONNECT ``sig`` over the INFO ``nonce`` by ``user_key``."""
+    data = nonce.encode("ascii") if isinstance(nonce, str) else nonce
+    raw = _go_base64(sig) if isinstance(sig, str) else None
+    if raw is None:
+        return False
     try:
         nkeys.verify(user_key, data, raw)
     except NKeyError:

@@ -8,6 +8,7 @@ the two differ, the broker is wrong.
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import socket
 import time
@@ -205,6 +206,71 @@ def test_forged_nonce_signature_is_refused(server: str, world: World) -> None:
         assert raw.exchange() == ([b"-ERR 'Authorization Violation'"], True)
     finally:
         raw.close()
+
+
+def _spell(sig: bytes, how: str) -> str:
+    """One signature, spelt as a client might: nats-server decodes base64url without padding and
+    falls back to standard base64 (client.go processConnect)."""
+    url = base64.urlsafe_b64encode(sig).decode()
+    std = base64.b64encode(sig).decode()
+    if how == "url-raw":
+        return url.rstrip("=")
+    if how == "url-padded":
+        return url
+    if how == "std-padded":
+        return std
+    if how == "std-raw":
+        return std.rstrip("=")
+    if how == "url-raw-noncanonical":  # the last character's 4 unused bits set: same bytes
+        text = url.rstrip("=")
+        alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+        return text[:-1] + alphabet[alphabet.index(text[-1]) | 1]
+    if how == "url-raw-crlf":  # Go's decoders skip CR and LF anywhere
+        text = url.rstrip("=")
+        return text[:10] + "\r\n" + text[10:40] + "\n" + text[40:]
+    if how == "url-raw-space":  # but nothing else
+        text = url.rstrip("=")
+        return text[:10] + " " + text[10:]
+    raise AssertionError(how)
+
+
+SPELLINGS = {  # spelling -> accepted by nats-server
+    "url-raw": True,
+    "url-padded": False,
+    "std-padded": True,
+    "std-raw": False,
+    "url-raw-noncanonical": True,
+    "url-raw-crlf": True,
+    "url-raw-space": False,
+}
+
+
+@pytest.mark.parametrize("how", list(SPELLINGS))
+def test_nonce_signature_spellings(server: str, world: World, how: str) -> None:
+    """The same nonce signature in several base64 spellings: accepted or refused alike."""
+    user = world.users["good"]
+    # a signature that needs both url-only characters and standard-only ones to tell the
+    # alphabets apart is not always at hand: try nonces until the spelling says something
+    for _ in range(50):
+        raw = Raw(server)
+        try:
+            sig = user.key.sign(raw.info["nonce"].encode())
+            url = base64.urlsafe_b64encode(sig).decode()
+            if how.startswith("std") and not ({"+", "/"} & set(base64.b64encode(sig).decode())):
+                continue
+            if how == "url-padded" and not ({"-", "_"} & set(url)):
+                continue
+            body = {"jwt": user.token, "sig": _spell(sig, how), "protocol": 1, "verbose": False}
+            raw.sock.sendall(b"CONNECT " + json.dumps(body).encode() + b"\r\n")
+            lines, closed = raw.exchange()
+        finally:
+            raw.close()
+        if SPELLINGS[how]:
+            assert (lines, closed) == ([], False)
+        else:
+            assert (lines, closed) == ([b"-ERR 'Authorization Violation'"], True)
+        return
+    pytest.fail("no nonce gave a signature with the characters this spelling needs")
 
 
 def test_user_payload_limit_closes_the_connection(server: str, world: World) -> None:
