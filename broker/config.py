@@ -30,10 +30,10 @@ class ConfigError(BrokerError):
     code = "config"
 
 
-def parse_conf(text: str, source: str = "config") -> dict[str, Any]:
+def parse_conf(text: str, source: str = "config", *, base: Path | None = None) -> dict[str, Any]:
     """Parse nats-server config text (:func:`trustkit.natsconf.parse_conf`, errors as
-    :class:`ConfigError`)."""
-    return natsconf.parse_conf(text, source, error=ConfigError)
+    :class:`ConfigError`); ``include`` resolves against ``base``."""
+    return natsconf.parse_conf(text, source, error=ConfigError, base=base)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +120,7 @@ class BrokerConfig:
             text = p.read_text()
         except OSError as exc:
             raise ConfigError(f"cannot read config {p}: {exc.strerror}") from None
-        return cls.from_conf(parse_conf(text, str(p)), base=p.parent)
+        return cls.from_conf(parse_conf(text, str(p), base=p.parent), base=p.parent)
 
     @classmethod
     def from_conf(cls, conf: dict[str, Any], *, base: Path | None = None) -> BrokerConfig:
@@ -128,6 +128,8 @@ class BrokerConfig:
         for key, value in conf.items():
             handler = _KEYS.get(key)
             if handler is None:
+                if natsconf.is_variable(conf, key):  # defined to be referred to as $KEY
+                    continue
                 raise ConfigError(
                     f"configuration key {key!r} is not supported by trustkit-broker "
                     "(run nats-server for it; see docs/broker.md)"
@@ -204,7 +206,7 @@ def _resolver(cfg: BrokerConfig, value: Any, base: Path) -> None:
                 if seconds <= 0:
                     raise ConfigError(f"resolver timeout must be positive, got {v!r}")
                 cfg.resolver_timeout = seconds
-        else:
+        elif not natsconf.is_variable(value, k):
             raise ConfigError(f"resolver key {k!r} is not supported by trustkit-broker")
     # nats-server's per-type rules (opts.go parseAccountResolver)
     if cfg.resolver == "cache":
@@ -381,7 +383,7 @@ def _authorization(cfg: BrokerConfig, value: Any, base: Path) -> None:
             _users(cfg, v, GLOBAL_ACCOUNT)
         elif k in ("auth_callout", "auth_hook"):
             cfg.auth_callout = _auth_callout(v)
-        else:
+        elif not natsconf.is_variable(value, k):
             raise ConfigError(
                 f"authorization key {k!r} is not supported by trustkit-broker (users, timeout, auth_callout)"
             )
@@ -399,9 +401,10 @@ def _accounts(cfg: BrokerConfig, value: Any, base: Path) -> None:
             raise ConfigError(f"account {name!r} must be a block {{ users: [...] }}")
         cfg.accounts.append(name)
         for k, v in body.items():
-            if k != "users":
+            if k == "users":
+                _users(cfg, v, name)
+            elif not natsconf.is_variable(body, k):
                 raise ConfigError(f"account {name!r}: key {k!r} is not supported by trustkit-broker (users)")
-            _users(cfg, v, name)
 
 
 def _check_auth(cfg: BrokerConfig) -> None:

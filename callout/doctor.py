@@ -556,10 +556,10 @@ async def run_doctor(
             report.add("backends", OK, f"passwords: {password or '-'}, tokens: {token or '-'}")
     conf: dict[str, Any] | None = None
     if server_config is not None:
-        from trustkit.natsconf import parse_conf
+        from trustkit.natsconf import parse_conf_file
 
         try:
-            conf = parse_conf(Path(server_config).read_text(encoding="utf-8"), str(server_config))
+            conf = parse_conf_file(Path(server_config))
             report.add("server_config", OK, f"read {server_config}")
         except (OSError, TrustkitError) as exc:
             report.add("server_config", FAIL, f"cannot read {server_config}: {exc}")

@@ -238,6 +238,21 @@ def test_doctor_config_mode_good_deployment(tmp_path: Path) -> None:
     assert s["service_account"] == "ok" and s["target_accounts"] == "ok"
 
 
+def test_doctor_reads_includes_and_variables(tmp_path: Path) -> None:
+    """A server config split with ``include`` and ``$variables`` (as nsc's generated resolver.conf
+    is used) is read as nats-server reads it: the same verdicts as the one-file config."""
+    config = config_mode_files(tmp_path)
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "callout.conf").write_text(server_conf(auth_users="svc"))
+    report = doctor(config, "include conf.d/callout.conf\n")
+    assert "is not in auth_users" in failures(report).get("auth_users", ""), report.to_json()
+    (tmp_path / "conf.d" / "callout.conf").write_text(server_conf())
+    report = doctor(config, "include 'conf.d/callout.conf'\n")
+    assert report.ok, failures(report)
+    report = doctor(config, "include conf.d/missing.conf\n")
+    assert "cannot read" in failures(report)["server_config"]
+
+
 @pytest.mark.parametrize(
     ("conf", "check", "needle"),
     [
