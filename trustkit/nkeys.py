@@ -27,6 +27,8 @@ __all__ = [
     "XKEY_VERSION",
     "KeyPair",
     "PrefixByte",
+    "SignatureChecks",
+    "check_signed",
     "crc16",
     "decode",
     "decode_public",
@@ -35,6 +37,8 @@ __all__ = [
     "encode_seed",
     "is_valid_public_key",
     "prefix_of",
+    "verify",
+    "verify_raw",
 ]
 
 
@@ -438,23 +442,50 @@ def _curve_public(key: str) -> bytes:
 _NULL = _ffi.NULL
 
 
+def check_signed(public32: bytes, signed: bytes) -> bool:
+    """True if ``signed`` is a 64-byte Ed25519 signature followed by the data it signs, by the raw
+    32-byte key ``public32`` (libsodium's crypto_sign_open, called as nacl.bindings does but with
+    no output buffer: the data is not copied out). The one Ed25519 check; it holds no GIL."""
+    if public32.__class__ is not bytes or len(public32) != 32 or len(signed) < 64:
+        return False
+    return bool(_lib.crypto_sign_open(_NULL, _NULL, signed, len(signed), public32) == 0)
+
+
 def verify_raw(public32: bytes, data: bytes, signature: bytes) -> None:
     """Ed25519 verify with a raw 32-byte key; raises :class:`SignatureError`."""
-    # libsodium's crypto_sign_open, called as nacl.bindings does but without an output buffer
-    # (NULL: the verified message is not copied out) - the signature check is the connect hot path
-    if (
-        signature.__class__ is not bytes
-        or len(signature) != 64
-        or public32.__class__ is not bytes
-        or len(public32) != 32
-    ):
+    if signature.__class__ is not bytes or len(signature) != 64:
         raise SignatureError("nkeys: signature verification failed")
     try:
         signed = signature + data
     except TypeError:
         raise SignatureError("nkeys: signature verification failed") from None
-    if _lib.crypto_sign_open(_NULL, _NULL, signed, len(signed), public32) != 0:
+    if not check_signed(public32, signed):
         raise SignatureError("nkeys: signature verification failed")
+
+
+class SignatureChecks:
+    """Ed25519 checks recorded now and run later, all together: by :meth:`run` here, or anywhere
+    else that runs :func:`check_signed` on each of :attr:`items` (trustkit-broker hands them to a
+    worker process). Whatever the checks cover is not verified until every one has passed."""
+
+    __slots__ = ("items",)
+
+    def __init__(self) -> None:
+        #: (raw public key, signature + data), as :func:`check_signed` takes them
+        self.items: list[tuple[bytes, bytes]] = []
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, public32: bytes, data: bytes, signature: bytes) -> None:
+        """Record a check (a malformed signature is recorded too: it fails when run)."""
+        if signature.__class__ is not bytes or len(signature) != 64:
+            self.items.append((b"", b""))  # fails when run: check_signed needs a 32-byte key
+            return
+        self.items.append((public32, signature + bytes(data)))
+
+    def run(self) -> list[bool]:
+        return [check_signed(pk, signed) for pk, signed in self.items]
 
 
 def verify(public_key: str, data: bytes, signature: bytes) -> None:

@@ -12,7 +12,7 @@ import base64
 import binascii
 import ipaddress
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from zoneinfo import ZoneInfo
@@ -23,7 +23,7 @@ from trustkit import nkeys
 from trustkit import subject as subjects
 from trustkit.errors import AuthorizationError, NKeyError, TokenError
 from trustkit.jwt.account import AccountClaims, is_revoked
-from trustkit.jwt.decoder import decode
+from trustkit.jwt.decoder import SIGNATURE_FAILED, decode, decode_with_deferred_signature
 from trustkit.jwt.operator import OperatorClaims
 from trustkit.jwt.types import CONNECTION_TYPES, Permission, UserPermissionLimits
 from trustkit.jwt.user import UserClaims
@@ -33,9 +33,11 @@ __all__ = [
     "AccountResolver",
     "CompiledPermissions",
     "Grant",
+    "PendingGrant",
     "SubjectPermission",
     "TrustedOperators",
     "authorize_user",
+    "begin_authorization",
     "compile_permissions",
     "expand_scope_template",
     "sign_nonce",
@@ -455,12 +457,93 @@ def authorize_user(
     :mod:`trustkit.resolver`). ``nonce``/``signature`` are the server's INFO nonce and the
     client's CONNECT ``sig`` (ignored for bearer tokens). ``now`` is unix seconds.
     """
+    return _judge(
+        user_jwt, nonce, signature, resolver, operators, now, client_ip, connection_type, default_tz, None
+    )
+
+
+@dataclass(slots=True)
+class PendingGrant:
+    """A connection judged except for its Ed25519 signatures (:func:`begin_authorization`).
+
+    Run ``checks`` (``checks.run()``, or :func:`trustkit.nkeys.check_signed` on each item
+    anywhere else), then :meth:`finish` with the results: the grant, or the refusal
+    :func:`authorize_user` gives for the same connection, the same code and message."""
+
+    checks: nkeys.SignatureChecks
+    #: the refusal a failed check means, one per check
+    failures: list[AuthorizationError]
+    grant: Grant | None
+    #: a refusal found without the signatures (it stands only if every check before it passed)
+    refusal: AuthorizationError | None
+
+    def finish(self, results: Sequence[bool] | None = None) -> Grant:
+        if results is None:
+            results = self.checks.run()
+        if len(results) != len(self.failures):
+            raise ValueError(f"{len(results)} results for {len(self.failures)} signature checks")
+        for ok, failure in zip(results, self.failures, strict=True):
+            if not ok:
+                raise failure
+        if self.refusal is not None:
+            raise self.refusal
+        assert self.grant is not None
+        return self.grant
+
+
+def begin_authorization(
+    user_jwt: str | UserClaims,
+    *,
+    nonce: str | bytes | None,
+    signature: str | None,
+    resolver: AccountResolver | Mapping[str, AccountClaims],
+    operators: TrustedOperators,
+    now: int,
+    client_ip: str | None = None,
+    connection_type: str = "STANDARD",
+    default_tz: tzinfo = UTC,
+) -> PendingGrant:
+    """:func:`authorize_user` with the signature checks left to the caller, so that many CONNECTs
+    can have theirs run together elsewhere (trustkit-broker runs them in a worker process while
+    it serves others). Every other check runs here, in the same order; nothing is granted until
+    :meth:`PendingGrant.finish` has seen every check pass. The resolver is consulted for claims
+    whose signature is not verified yet: it must only look up, never fetch."""
+    pending = PendingGrant(nkeys.SignatureChecks(), [], None, None)
+    try:
+        pending.grant = _judge(
+            user_jwt, nonce, signature, resolver, operators, now, client_ip, connection_type, default_tz,
+            pending,
+        )
+    except AuthorizationError as exc:
+        pending.refusal = exc
+    return pending
+
+
+def _judge(
+    user_jwt: str | UserClaims,
+    nonce: str | bytes | None,
+    signature: str | None,
+    resolver: AccountResolver | Mapping[str, AccountClaims],
+    operators: TrustedOperators,
+    now: int,
+    client_ip: str | None,
+    connection_type: str,
+    default_tz: tzinfo,
+    pending: PendingGrant | None,
+) -> Grant:
+    """The one chain of trust. With ``pending``, signature checks are recorded there (each with
+    the refusal its failure means) instead of run."""
     # 1. the user JWT itself: signature, issuer kind, type, validation incl. time checks
     if isinstance(user_jwt, UserClaims):
         user = user_jwt
     else:
         try:
-            user = decode(user_jwt, UserClaims)
+            if pending is None:
+                user = decode(user_jwt, UserClaims)
+            else:
+                user = decode_with_deferred_signature(user_jwt, UserClaims, pending.checks)
+                failure = _refuse("user_jwt_invalid", f"user JWT not valid: {SIGNATURE_FAILED}")
+                pending.failures.append(failure)
         except TokenError as exc:
             raise _refuse("user_jwt_invalid", f"user JWT not valid: {exc}") from None
     vr = user.validate(now=now)
@@ -518,8 +601,21 @@ def authorize_user(
     if not limits.bearer_token:
         if not signature:
             raise _refuse("nonce_required", "signature missing")
-        if nonce is None or not verify_nonce_signature(user.sub, nonce, signature):
+        if nonce is None:
             raise _refuse("nonce_signature", "signature not verified")
+        if pending is None:
+            if not verify_nonce_signature(user.sub, nonce, signature):
+                raise _refuse("nonce_signature", "signature not verified")
+        else:
+            raw = _go_base64(signature) if isinstance(signature, str) else None
+            try:
+                kind, user_raw = nkeys.decode_public(user.sub)
+            except NKeyError:
+                raw = None
+            if raw is None or kind is PrefixByte.CURVE:
+                raise _refuse("nonce_signature", "signature not verified")
+            pending.checks.add(user_raw, nonce.encode("ascii") if isinstance(nonce, str) else nonce, raw)
+            pending.failures.append(_refuse("nonce_signature", "signature not verified"))
 
     # 5. revocation, source network, time window
     if is_revoked(account.revocations, user.sub, user.iat):

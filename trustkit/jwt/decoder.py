@@ -24,12 +24,14 @@ from trustkit.jwt.claims import CLAIM_CLASSES, LIB_VERSION, Claims
 from trustkit.jwt.codec import GO_ESCAPES_UTF8, HEADER_B64, MAX_TOKEN_SIZE, b64url_decode
 from trustkit.jwt.generic import GenericClaims
 
-__all__ = ["decode", "peek_unverified", "split_token"]
+__all__ = ["SIGNATURE_FAILED", "decode", "decode_with_deferred_signature", "peek_unverified", "split_token"]
 
 C = TypeVar("C", bound=Claims)
 
 _ALGS = frozenset({"ed25519", "ed25519-nkey"})
 _CURVE = nkeys.PrefixByte.CURVE
+#: the message of a failed signature check (TokenSignatureError), as Go's library words it
+SIGNATURE_FAILED = "claim failed V2 signature verification"
 
 
 def strict_json_loads(raw: bytes) -> Any:
@@ -170,6 +172,21 @@ def decode(
 
     Raises :class:`~trustkit.errors.TokenError` subclasses naming what is wrong.
     """
+    return _decode(token, expect, None)
+
+
+def decode_with_deferred_signature(
+    token: str, expect: type[C], checks: nkeys.SignatureChecks
+) -> C:
+    """:func:`decode`, except that the signature check is recorded in ``checks`` instead of run:
+    the claims are NOT verified until the caller has run ``checks`` and every one passed. Every
+    other check happens here, in :func:`decode`'s order. For judging many CONNECTs at once with the
+    signatures checked elsewhere (:func:`trustkit.trust.begin_authorization`); use :func:`decode`."""
+    claims: C = _decode(token, expect, checks)  # type: ignore[assignment]
+    return claims
+
+
+def _decode(token: str, expect: type[Claims] | None, checks: nkeys.SignatureChecks | None) -> Claims:
     # Every CONNECT runs this once (the signature check dominates): the steps are the helpers
     # above, inlined where a call would cost as much as the step.
     h64, p64, s64 = split_token(token)
@@ -190,11 +207,15 @@ def decode(
     if kind is _CURVE:
         raise IssuerError("issuer is a curve key, which cannot sign")
     sig = b64url_decode(s64, "signature")
-    try:
-        # the signing input is the token up to its last '.' (ASCII: b64url_decode checked it)
-        nkeys.verify_raw(issuer_raw, token[: len(token) - len(s64) - 1].encode("ascii"), sig)
-    except NKeyError:
-        raise TokenSignatureError("claim failed V2 signature verification") from None
+    # the signing input is the token up to its last '.' (ASCII: b64url_decode checked it)
+    signing_input = token[: len(token) - len(s64) - 1].encode("ascii")
+    if checks is not None:
+        checks.add(issuer_raw, signing_input, sig)
+    else:
+        try:
+            nkeys.verify_raw(issuer_raw, signing_input, sig)
+        except NKeyError:
+            raise TokenSignatureError(SIGNATURE_FAILED) from None
     allowed = cls.ISSUER_KINDS  # empty only for generic claims, which any key may sign (as in Go)
     if allowed and kind not in allowed:
         names = ", ".join(sorted(k.label for k in allowed))
