@@ -181,28 +181,11 @@ def resolve_signing(cfg: CalloutConfig, policy: Policy) -> Signing:
 # --- readiness -----------------------------------------------------------------------------------
 
 
-def _ldap_probe(backend: Any, timeout: float) -> None:
-    """A service bind and a base-scope read of ``user_base`` (blocking; run in a thread)."""
-    import ldap3
-
-    from callout.identity import BackendUnavailable
-
-    cfg = backend.config
-
-    def read_base(conn: Any) -> None:
-        conn.search(cfg.user_base, "(objectClass=*)", search_scope=ldap3.BASE, attributes=[], size_limit=1)
-        code = conn.result.get("result", -1) if conn.result else -1
-        if code != 0:
-            raise BackendUnavailable(f"user_base {cfg.user_base!r} cannot be read (LDAP result {code})")
-
-    backend._with_service(read_base, time.monotonic() + timeout)
-
-
 async def probe_backend(name: str, backend: Any, timeout: float) -> str | None:
     """None if ``backend`` is reachable, else a short reason (never a secret).
 
-    Uses the backend's own ``ready()``/``probe()`` coroutine if it has one; LDAP gets a service
-    bind plus a read of ``user_base``; a backend with no way to probe counts as reachable.
+    Uses the backend's own ``ready()``/``probe()`` coroutine if it has one (LDAP: a service bind
+    plus a read of ``user_base``); a backend with no way to probe counts as reachable.
     """
     try:
         for method in ("ready", "probe"):
@@ -210,8 +193,6 @@ async def probe_backend(name: str, backend: Any, timeout: float) -> str | None:
             if fn is not None and asyncio.iscoroutinefunction(fn):
                 result = await asyncio.wait_for(fn(), timeout)
                 return None if result in (None, True) else f"{name}: not ready"
-        if type(backend).__name__ == "LdapBackend" and hasattr(backend, "_with_service"):
-            await asyncio.wait_for(asyncio.to_thread(_ldap_probe, backend, timeout), timeout + 0.5)
         return None
     except TimeoutError:
         return f"{name}: no answer within {timeout:.1f}s"

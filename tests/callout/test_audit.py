@@ -5,11 +5,20 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
 
-from callout.audit import AuditLog, AuditRecord, DecisionRing, IssuedKey, issued_to, read_index
+from callout.audit import (
+    AuditLog,
+    AuditRecord,
+    DecisionRing,
+    IssuedKey,
+    default_index_path,
+    issued_to,
+    read_index,
+)
 from callout.service import AuditRecord as ServiceAuditRecord
 from trustkit.errors import CalloutError
 
@@ -100,3 +109,34 @@ def test_decision_ring() -> None:
     assert [r.at for r in ring.recent()] == [2, 1]
     assert [r.at for r in ring.recent(1)] == [2]
     assert ring.recent(0) == []
+
+
+def test_records_reach_the_file_without_close_in_order_and_whole(tmp_path: Path) -> None:
+    """The writer thread gathers a burst and writes it in one go: every line arrives, in order,
+    whole, shortly after the decision (no close needed), in the same format as to_json()."""
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, linger=0.05)
+    try:
+        records = [
+            AuditRecord(at=NOW, outcome="refused", reason_code="invalid_credentials", username=f"u{i}\n\"é")
+            if i % 3
+            else issued(f"U{i}", f"id{i}")
+            for i in range(600)
+        ]
+        for record in records:
+            log.write(record)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(path.read_bytes().splitlines()) < 600:
+            time.sleep(0.01)
+        lines = path.read_bytes().splitlines()
+        assert [json.loads(x) for x in lines] == [r.to_json() for r in records]
+        index = read_index(default_index_path(path))
+        assert [e.user_nkey for e in index] == [f"U{i}" for i in range(0, 600, 3)]
+        log.write(issued("ULAST", "last"))  # a lone record after the burst: written on its own
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and b"ULAST" not in path.read_bytes():
+            time.sleep(0.01)
+        assert json.loads(path.read_bytes().splitlines()[-1])["user_nkey"] == "ULAST"
+    finally:
+        log.close()
+    assert len(path.read_bytes().splitlines()) == 601

@@ -75,6 +75,12 @@ async def refusal(backend: LdapBackend, username: str, password: str) -> Excepti
     return info.value
 
 
+async def refusal_of(call: Awaitable[Any]) -> Exception:
+    with pytest.raises(Exception) as info:  # the caller checks the class
+        await call
+    return info.value
+
+
 async def with_ticker(work: Awaitable[T], interval: float = 0.01) -> tuple[T, float]:
     """Run ``work`` while a ``interval`` ticker runs; return its result and the largest tick gap."""
     gaps: list[float] = []
@@ -170,12 +176,12 @@ def test_wrong_password_unknown_user_and_two_matches(slapd: Slapd) -> None:
 
 
 def test_empty_password_is_refused_before_any_bind(slapd: Slapd, monkeypatch: pytest.MonkeyPatch) -> None:
-    opened: list[str] = []
+    opened: list[float] = []
     real_open = LdapBackend._open
 
-    def spy(self: LdapBackend, user: str, password: str, deadline: float) -> Any:
-        opened.append(user)
-        return real_open(self, user, password, deadline)
+    async def spy(self: LdapBackend, deadline: float) -> Any:
+        opened.append(deadline)
+        return await real_open(self, deadline)
 
     monkeypatch.setattr(LdapBackend, "_open", spy)
 
@@ -325,6 +331,82 @@ def test_user_binds_reuse_one_connection_and_never_carry_an_identity_over(slapd:
         return out
 
     assert run(slapd, body) == [1, InvalidCredentials, "bob", InvalidCredentials, True, "alice", 1]
+
+
+def test_a_pooled_bind_connection_that_died_unnoticed_is_replaced_within_the_call(
+    slapd: Slapd, caplog: pytest.LogCaptureFixture
+) -> None:
+    """slapd restarts while nothing runs on the loop: the pooled bind connection still looks alive,
+    the bind on it fails, and the same call binds again on a new connection, the password judged
+    by that bind alone."""
+    caplog.set_level(logging.INFO, logger="callout.backends.ldap")
+
+    async def body(b: LdapBackend) -> list[Any]:
+        await b.authenticate("alice", ALICE_PW)
+        pooled = list(b._bind_idle)
+        out: list[Any] = []
+        for password, _ in ((ALICE_PW, "right"), ("not-alices-password", "wrong")):
+            slapd.restart()  # blocking: the loop has not seen the connection close yet
+            deadline = time.monotonic() + 2
+            try:
+                await b._bind_user(USERS["alice"][0].encode(), password.encode(), deadline)
+                out.append("bound")
+            except Exception as e:
+                out.append(type(e))
+        out.append(bool(pooled) and all(link not in b._bind_idle for link in pooled))
+        return out
+
+    assert run(slapd, body) == ["bound", InvalidCredentials, True]
+    dead = [r for r in caplog.records if "pooled LDAP bind connection is dead" in r.getMessage()]
+    assert len(dead) == 2
+
+
+def test_concurrent_logins_are_bounded_by_max_workers(slapd: Slapd) -> None:
+    async def body(b: LdapBackend) -> tuple[list[str], int, int]:
+        cases = [("alice", ALICE_PW), ("bob", USERS["bob"][1] or ""), ("carol", USERS["carol"][1] or "")] * 4
+        results = await asyncio.gather(*(b.authenticate(u, p) for u, p in cases))
+        return [i.subject for i in results], len(b._idle), len(b._bind_idle)
+
+    subjects, idle, bind_idle = run(slapd, body, max_workers=2)
+    assert subjects == ["alice", "bob", "carol"] * 4
+    assert 1 <= idle <= 2 and 1 <= bind_idle <= 2  # two conversations at a time: two of each
+
+
+def test_the_backend_can_be_used_from_a_second_event_loop(slapd: Slapd) -> None:
+    """Connections belong to the loop that opened them: a later loop opens its own."""
+    backend = LdapBackend(config(slapd))
+    try:
+        first = asyncio.run(backend.authenticate("alice", ALICE_PW))
+        second = asyncio.run(backend.authenticate("bob", USERS["bob"][1] or ""))
+    finally:
+        backend.close()
+    assert (first.subject, second.subject) == ("alice", "bob")
+
+
+def test_attribute_names_match_whatever_their_case(slapd: Slapd) -> None:
+    async def body(b: LdapBackend) -> Identity:
+        return await b.authenticate("alice", ALICE_PW)
+
+    ident = run(slapd, body, subject_attribute="UID", name_attribute="CN", attributes=("Mail",))
+    assert (ident.subject, ident.name) == ("alice", "Alice Example")
+    assert ident.attributes == {"Mail": "alice@example.com", "dn": USERS["alice"][0]}
+
+
+def test_readiness_probe(slapd: Slapd) -> None:
+    async def body(b: LdapBackend) -> list[Any]:
+        out: list[Any] = [await b.probe()]
+        with slapd.stopped():
+            out.append(type(await refusal_of(b.probe())))
+        out.append(await b.probe())
+        return out
+
+    assert run(slapd, body) == [None, BackendUnavailable, None]
+
+    async def missing(b: LdapBackend) -> str:
+        return str(await refusal_of(b.probe()))
+
+    assert "cannot be read (LDAP result 32)" in run(slapd, missing, user_base=f"ou=nowhere,{PEOPLE}")
+    assert run(slapd, missing, bind_password="wrong") == "LDAP service bind refused"
 
 
 def test_hung_slapd_times_out_without_blocking_the_loop(slapd: Slapd) -> None:
