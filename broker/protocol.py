@@ -30,7 +30,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 
@@ -365,17 +365,17 @@ def _to_py(v: Any) -> Any:
     return v
 
 
-# The plain fields (name -> type, and the name as it stands in JSON), for _connect_fast.
+# The plain fields (name -> type), for _connect_fast.
 _CONNECT_PLAIN = {k: v for k, v in _CONNECT_FIELDS.items() if v != "perm"}
-_CONNECT_QUOTED = {k: b'"' + k.encode() + b'"' for k in _CONNECT_PLAIN}
 
 
 def _connect_fast(arg: bytes) -> dict[str, Any] | None:
     """What clients send: a JSON object of plain ClientOpts fields spelt exactly, each once, of
     the right types, without a backslash anywhere. Decoded with orjson; None for anything else,
-    which the exact decoder decides. Without escapes a repeated name shows as the same bytes
-    twice (a dict would keep only its last value, where Go applies each in turn), and orjson
-    refuses what Go repairs (invalid UTF-8), so all of that takes the exact way."""
+    which the exact decoder decides. A dict would keep only the last value of a repeated name,
+    where Go applies each in turn, and orjson refuses what Go repairs (invalid UTF-8), so all of
+    that takes the exact way. Without a backslash every ``"`` delimits a string, so a repeated
+    name shows as more quotes than the decoded names and string values account for."""
     if b"\\" in arg:
         return None
     try:
@@ -384,18 +384,59 @@ def _connect_fast(arg: bytes) -> dict[str, Any] | None:
         return None
     if type(doc) is not dict:
         return None
+    # A client sends the same names every time: their types are looked up once per set of names.
+    names = tuple(doc)
+    shape = _CONNECT_SHAPES.get(names)
+    if shape is None:
+        if names in _CONNECT_SHAPES:
+            return None  # a name that is not a plain field
+        if len(_CONNECT_SHAPES) >= _CONNECT_SHAPES_MAX:
+            _CONNECT_SHAPES.clear()
+        shape = _CONNECT_SHAPES[names] = _connect_shape(names)
+        if shape is None:
+            return None
+    types, ints, strings = shape
+    if tuple(map(type, doc.values())) != types:
+        return _connect_nulls(arg, doc)  # a null among them, or a wrong type
+    for name in ints:
+        if not -(2**63) <= doc[name] < 2**63:
+            return None
+    if arg.count(b'"') != 2 * (len(types) + strings):
+        return None
+    return doc
+
+
+_ConnectShape = tuple[tuple[type, ...], tuple[str, ...], int]
+_CONNECT_SHAPES: dict[tuple[str, ...], _ConnectShape | None] = {}
+_CONNECT_SHAPES_MAX = 256
+
+
+def _connect_shape(names: tuple[str, ...]) -> _ConnectShape | None:
+    """For :func:`_connect_fast`: the types a CONNECT with these names must have, the int ones,
+    the number of strings; None if a name is not a plain ClientOpts field."""
+    types = tuple(_CONNECT_PLAIN.get(name) for name in names)
+    if None in types:
+        return None
+    ints = tuple(n for n, t in zip(names, types, strict=True) if t is int)
+    return cast(tuple[type, ...], types), ints, sum(t is str for t in types)
+
+
+def _connect_nulls(arg: bytes, doc: dict[str, Any]) -> dict[str, Any] | None:
+    """:func:`_connect_fast` when a value is null (the field is left as it is) or of a wrong type."""
     opts: dict[str, Any] = {}
     plain = _CONNECT_PLAIN
-    quoted = _CONNECT_QUOTED
+    strings = len(doc)
     for name, value in doc.items():
-        want = plain.get(name)
-        if want is None or arg.count(quoted[name]) != 1:
-            return None
         if value is None:
             continue
+        want = plain[name]
         if type(value) is not want or (want is int and not -(2**63) <= value < 2**63):
             return None
+        if want is str:
+            strings += 1
         opts[name] = value
+    if arg.count(b'"') != 2 * strings:
+        return None
     return opts
 
 
@@ -711,22 +752,25 @@ class Parser:
             # parser.go OP_START with authSet: the first byte of any other verb fails.
             raise _fail("operation before CONNECT", ERR_AUTHORIZATION)
         # The verb, letter by letter as parser.go's states: a wrong byte fails at once.
-        head = buf[pos : pos + _MAX_VERB].upper()
-        kind = -1
-        partial = False
-        for verb, k, _mode in _VERBS:
-            h = head[: len(verb)]
-            if h == verb:
-                kind = k
-                break
-            if len(h) < len(verb) and verb.startswith(h):
-                partial = True
-        if kind < 0:
-            if partial:
-                self._buf = head  # at most a few bytes
-                return -1
-            # The log shows the bytes from the verb on (HMSG included: not a client operation).
-            raise _unknown(buf, pos)
+        if buf.startswith(b"CONNECT ", pos):  # what every client sends first
+            kind = _CONNECT
+        else:
+            head = buf[pos : pos + _MAX_VERB].upper()
+            kind = -1
+            partial = False
+            for verb, k, _mode in _VERBS:
+                h = head[: len(verb)]
+                if h == verb:
+                    kind = k
+                    break
+                if len(h) < len(verb) and verb.startswith(h):
+                    partial = True
+            if kind < 0:
+                if partial:
+                    self._buf = head  # at most a few bytes
+                    return -1
+                # The log shows the bytes from the verb on (HMSG included: not a client operation).
+                raise _unknown(buf, pos)
         verb, mode = _VERB_BY_KIND[kind]
         i = pos + len(verb)
         if mode == "skip":

@@ -16,13 +16,17 @@ same scenarios against both.
 from __future__ import annotations
 
 import asyncio
-import base64
+import binascii
+import heapq
+import math
 import secrets
 import ssl
 import time
 import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, cast
+
+import orjson
 
 from broker import protocol as P
 from broker.callout_client import AuthWait, CalloutClient, local_grant
@@ -36,7 +40,7 @@ from trustkit.errors import AuthorizationError, TrustkitError
 from trustkit.jwt.account import AccountClaims
 from trustkit.nkeys import KeyPair, PrefixByte
 from trustkit.resolver import MemoryResolver
-from trustkit.trust import Grant, SubjectPermission, TrustedOperators, authorize_user
+from trustkit.trust import CompiledPermissions, Grant, SubjectPermission, TrustedOperators, authorize_user
 
 __all__ = ["Broker"]
 
@@ -47,8 +51,14 @@ WRITE_DEADLINE = 10.0  # seconds, nats-server's default write_deadline
 # Bounds of the per-message caches (each is emptied when full, as nats-server prunes its own):
 SUBJECT_CACHE_MAX = 16384  # published subject bytes -> subject, shared by all connections
 VERDICT_CACHE_MAX = 4096  # verdicts per distinct set of permissions (publish, or delivery deny)
+PERMS_STATES_MAX = 1024  # distinct compiled permissions remembered by Broker.perms_state
 CRLF = b"\r\n"
 FLUSH_BACKLOG = 256  # messages published in one loop turn after which the outbound data is written
+# response permissions (allow_responses): the map of allowed replies is pruned of expired and used-up
+# entries when a request is delivered and more than REPLY_PERM_LIMIT were added, or more than
+# REPLY_PRUNE_TIME seconds went by, since the last prune (client.go replyPermLimit, replyPruneTime)
+REPLY_PERM_LIMIT = 4096
+REPLY_PRUNE_TIME = 1.0
 
 
 def go_quote(s: str) -> str:
@@ -67,6 +77,15 @@ def go_quote(s: str) -> str:
             out.append(f"\\U{ord(c):08x}")
     out.append('"')
     return "".join(out)
+
+
+def _json_str(s: str) -> bytes:
+    """``s`` as a JSON string (as orjson writes it in a whole INFO)."""
+    return orjson.dumps(s)
+
+
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
+NONCE_BATCH = 256  # nonces drawn from the system's random source at a time
 
 
 def _reserved_reply(reply: str) -> bool:
@@ -156,16 +175,33 @@ class _Verdicts(dict[Any, bool]):
     __slots__ = ("__weakref__",)
 
 
+class _PermsState:
+    """What a connection takes from its compiled permissions, worked out once per distinct set
+    (:meth:`Broker.perms_state`): the shared publish verdicts (held weakly: they go with the last
+    connection that uses them, as before), the response permission, the subscribe deny entries."""
+
+    __slots__ = ("darray", "perms", "resp_max", "resp_perms", "resp_ttl", "verdicts")
+
+    def __init__(self, perms: CompiledPermissions, verdicts: _Verdicts) -> None:
+        self.perms = perms  # kept: the cache is keyed by its id
+        self.verdicts = weakref.ref(verdicts)
+        self.resp_perms = perms.resp_max is not None
+        self.resp_max = perms.resp_max or 0
+        self.resp_ttl = (perms.resp_ttl_ns or 0) / 1e9
+        self.darray = _deny_entries(perms.sub)
+
+
 class Conn(asyncio.Protocol):
     """One client connection: protocol state, grant, subscriptions, batched outbound frames."""
 
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
-        self.cid = broker.next_cid()
+        broker._cid += 1
+        self.cid = broker._cid
         self.parser = P.Parser(
             broker.config.max_control_line,
             broker.config.max_payload,
-            require_connect=broker.config.auth_required,  # nats-server: only when auth is required
+            require_connect=broker.auth_required,  # nats-server: only when auth is required
         )
         self.transport: asyncio.Transport | None = None
         self.out: list[bytes] = []
@@ -177,6 +213,8 @@ class Conn(asyncio.Protocol):
         # whether a delivered request opens a response permission (allow_responses)
         self.verdicts: _Verdicts | None = None
         self.resp_perms = False
+        self.resp_max = 0  # allow_responses: replies per request (<= 0: any number)
+        self.resp_ttl = 0.0  # allow_responses: seconds a reply stays allowed (<= 0: for ever)
         # nats-server's delivery-time subscribe deny filter (client.go mperms/darray): the
         # grant's subscribe deny entries (subject, queue), and once a wildcard or queue
         # subscription overlaps one of them, the cache of verdicts (subject, queue) -> denied
@@ -193,7 +231,12 @@ class Conn(asyncio.Protocol):
         self.max_subs = NO_LIMIT
         self.nonce = ""
         self.client_ip = ""
-        self.replies: dict[str, list[float]] = {}  # allowed reply subject -> [count, deadline]
+        # allowed reply subject -> [replies sent, when the request was delivered] (client.go
+        # c.replies), and when it was last pruned, and how many were added since
+        self.replies: dict[str, list[float]] = {}
+        self.replies_since_prune = 0
+        self.last_reply_prune = -math.inf  # client.go: the zero time, so the first delivery prunes
+        # its own loop timers (expiry, write deadline); the auth and ping timers are the broker's
         self.timers: list[asyncio.TimerHandle] = []
         self.in_msgs = self.in_bytes = self.out_msgs = self.out_bytes = 0
         self.pings_out = 0
@@ -219,23 +262,25 @@ class Conn(asyncio.Protocol):
         # a stream transport (uvloop's do not derive from asyncio.Transport)
         self.transport = transport = cast(asyncio.Transport, base)
         peer = transport.get_extra_info("peername")
-        self.client_ip = peer[0] if peer else ""
+        self.client_ip = ip = peer[0] if peer else ""
         broker = self.broker
         cfg = broker.config
-        info: dict[str, Any] = dict(broker.info_base)
-        info["client_id"] = self.cid
-        info["client_ip"] = self.client_ip
-        if cfg.operator_mode:
-            self.nonce = base64.urlsafe_b64encode(secrets.token_bytes(11)).rstrip(b"=").decode()
-            info["nonce"] = self.nonce
+        # INFO: the server's fields, then client_id, client_ip and (operator mode) the nonce
+        if broker.operator_mode:
+            nonce = broker.next_nonce()
+            self.nonce = nonce.decode()
+            ip_b = _json_str(ip)
+            info = b'%b%d,"client_ip":%b,"nonce":"%b"}\r\n' % (broker.info_head, self.cid, ip_b, nonce)
+        else:
+            info = b'%b%d,"client_ip":%b}\r\n' % (broker.info_head, self.cid, _json_str(ip))
         broker.total_connections += 1
         if len(broker.conns) >= cfg.max_connections:
             # nats-server createClient: INFO first, then the refusal (client.go maxConnExceeded)
-            self.send(P.info(info))
+            self.send(info)
             self.error_close("maximum connections exceeded")
             return
         broker.conns.add(self)
-        if not cfg.auth_required:
+        if not broker.auth_required:
             # no auth: the client is in $G at once and may work before (or without) a CONNECT
             self.account = broker.account(GLOBAL_ACCOUNT, None)
             self.account.conns.add(self)
@@ -245,21 +290,12 @@ class Conn(asyncio.Protocol):
             # stays paused until the handshake owns the socket, so a client that answers INFO in
             # plaintext is cut off by the failing handshake and its CONNECT is never parsed.
             transport.pause_reading()
-            transport.write(P.info(info))
+            transport.write(info)
             self.tls_pending = True
             self.upgrade = asyncio.get_running_loop().create_task(self._upgrade(transport, tls))
             return
-        self.send(P.info(info))
-        self._arm_timers()
-
-    def _arm_timers(self) -> None:
-        """Auth and ping timers; with TLS they start after the handshake, as in nats-server."""
-        cfg = self.broker.config
-        loop = asyncio.get_running_loop()
-        if cfg.auth_required:
-            self.timers.append(loop.call_later(cfg.auth_timeout, self._auth_timeout))
-        if cfg.ping_interval > 0:
-            self.timers.append(loop.call_later(cfg.ping_interval, self._ping_timer))
+        transport.write(info)  # nothing can be pending before it
+        broker.arm_timers(self)
 
     async def _upgrade(self, raw: asyncio.Transport, tls: TLSConfig) -> None:
         loop = asyncio.get_running_loop()
@@ -281,26 +317,26 @@ class Conn(asyncio.Protocol):
             return
         self.transport = transport
         self.tls_pending = False
-        self._arm_timers()
+        self.broker.arm_timers(self)  # auth and ping timers start after the handshake, as in nats-server
         if self.out:
             self.flush()
         held, self.held = self.held, b""
         if held:
             self.data_received(held)
 
-    def _ping_timer(self) -> None:
-        """nats-server's ping timer: too many unanswered PINGs mean a stale connection."""
+    def ping_timer(self) -> bool:
+        """nats-server's ping timer (:meth:`Broker.arm_timers`): too many unanswered PINGs mean a
+        stale connection. True if the timer is to fire again."""
         if self.closed:
-            return
+            return False
         if self.pings_out + 1 > self.broker.config.ping_max:
             self.error_close("Stale Connection")
-            return
+            return False
         self.pings_out += 1
         self.send(P.PING_FRAME)
-        loop = asyncio.get_running_loop()
-        self.timers.append(loop.call_later(self.broker.config.ping_interval, self._ping_timer))
+        return True
 
-    def _auth_timeout(self) -> None:
+    def auth_timer(self) -> None:
         if self.connect_opts is None and not self.closed:
             self.error_close("Authentication Timeout")
 
@@ -311,13 +347,15 @@ class Conn(asyncio.Protocol):
         self.closed = True
         for t in self.timers:
             t.cancel()
+        broker = self.broker
+        broker.disarm_timers(self)
         if self.account is not None:
             self.account.router.remove_conn(self)
             self.account.conns.discard(self)
             if self.account.links is not None:
-                self.broker.sharing.conn_closed(self.account, self)
-        self.broker.conns.discard(self)
-        self.broker.closed_stats(self)
+                broker.sharing.conn_closed(self.account, self)
+        broker.conns.discard(self)
+        broker.closed_stats(self)
 
     def data_received(self, data: bytes) -> None:
         if self.tls_pending or self.auth_wait is not None:
@@ -568,18 +606,19 @@ class Conn(asyncio.Protocol):
             opts = self.connect_opts
             self._logout()
         # nats-server's defaultOpts: verbose, pedantic and echo are on unless the client says no
-        self.verbose = bool(opts.get("verbose", True))
-        self.echo = bool(opts.get("echo", True))
-        self.headers = bool(opts.get("headers", False))
-        self.no_responders = bool(opts.get("no_responders", False))
-        proto = opts.get("protocol", 0)
+        get = opts.get
+        self.verbose = bool(get("verbose", True))
+        self.echo = bool(get("echo", True))
+        self.headers = bool(get("headers", False))
+        self.no_responders = bool(get("no_responders", False))
+        proto = get("protocol", 0)
         if not isinstance(proto, int) or proto < 0 or proto > 1:
             self.error_close("invalid client protocol")
             return
         self.protocol = proto
-        self.name = str(opts.get("name") or "")
-        self.lang = str(opts.get("lang") or "")
-        self.version = str(opts.get("version") or "")
+        self.name = str(get("name") or "")
+        self.lang = str(get("lang") or "")
+        self.version = str(get("version") or "")
         if self.no_responders and not self.headers:
             self.error_close("no responders requires headers support")
             return
@@ -600,7 +639,7 @@ class Conn(asyncio.Protocol):
         account, or (None, None) when refused."""
         broker = self.broker
         cfg = broker.config
-        if cfg.operator_mode:
+        if broker.operator_mode:
             jwt_text = opts.get("jwt")
             if not isinstance(jwt_text, str) or not jwt_text:
                 return None, None
@@ -635,15 +674,21 @@ class Conn(asyncio.Protocol):
                 return
             self.grant = grant
             perms = grant.permissions
-            self.verdicts = broker.verdicts_for(("pub", perms.pub))
-            self.resp_perms = perms.resp_max is not None
-            self.darray = _deny_entries(perms.sub)
+            ps = broker.perms_state(perms)
+            verdicts = ps.verdicts()
+            if verdicts is None:  # nobody used them lately
+                verdicts = broker.verdicts_for(("pub", perms.pub))
+                ps.verdicts = weakref.ref(verdicts)
+            self.verdicts = verdicts
+            self.resp_perms = ps.resp_perms
+            self.resp_max = ps.resp_max
+            self.resp_ttl = ps.resp_ttl
+            self.darray = ps.darray
             self.deny = None
-            self.max_payload = _min_limit(
-                grant.limits.payload, acct_limits.payload, broker.config.max_payload
-            )
-            self.max_subs = _min_limit(grant.limits.subs, acct_limits.subs)
-            self.data_limit = grant.limits.data
+            limits = grant.limits
+            self.max_payload = _min_limit(limits.payload, acct_limits.payload, broker.config.max_payload)
+            self.max_subs = _min_limit(limits.subs, acct_limits.subs)
+            self.data_limit = limits.data
             if grant.expires_at is not None:
                 delay = max(0.0, grant.expires_at - time.time())
                 self.expiry = asyncio.get_running_loop().call_later(delay, self._expired)
@@ -693,6 +738,8 @@ class Conn(asyncio.Protocol):
         self.grant = None
         self.verdicts = None
         self.resp_perms = False
+        self.resp_max = 0
+        self.resp_ttl = 0.0
         self.darray = ()
         self.deny = None
         self.max_payload = self.broker.config.max_payload
@@ -707,15 +754,19 @@ class Conn(asyncio.Protocol):
         if not self.first_pong and self.connect_opts is not None and self.account is not None:
             self.first_pong = True
             if self.protocol >= 1:
-                info = dict(self.broker.info_base)
-                info.update(
-                    client_id=self.cid,
-                    client_ip=self.client_ip,
-                    connect_info=True,
-                    remote_account=self.account.key,
-                    acc_is_sys=self.account.key == self.broker.config.system_account,
+                # the INFO again, with client_id, client_ip, connect_info, remote_account, acc_is_sys
+                broker = self.broker
+                key = self.account.key
+                self.send(
+                    b'%b%d,"client_ip":%b,"connect_info":true,"remote_account":%b,"acc_is_sys":%b}\r\n'
+                    % (
+                        broker.info_head,
+                        self.cid,
+                        _json_str(self.client_ip),
+                        _json_str(key),
+                        b"true" if key == broker.config.system_account else b"false",
+                    )
                 )
-                self.send(P.info(info))
 
     def on_sub(self, op: P.Sub) -> None:
         account = self.account
@@ -833,16 +884,20 @@ class Conn(asyncio.Protocol):
                 verdicts[subject] = ok
         if ok:
             return True
+        return self._response_allowed(subject)
+
+    def _response_allowed(self, subject: str) -> bool:
+        """client.go ``responseAllowed``: a reply to a request this client got counts one use;
+        over ``resp_max`` uses, or once ``resp_ttl`` has passed, it is refused and forgotten."""
         entry = self.replies.get(subject)
         if entry is None:
             return False
-        count, deadline = entry
-        if time.monotonic() > deadline:
+        entry[0] += 1
+        if (self.resp_max > 0 and entry[0] > self.resp_max) or (
+            self.resp_ttl > 0 and self.broker.clock() - entry[1] > self.resp_ttl
+        ):
             del self.replies[subject]
             return False
-        entry[0] = count + 1
-        if entry[0] >= (grant.permissions.resp_max or 1):
-            del self.replies[subject]
         return True
 
     def denied(self, subject: str, queue: str | None) -> bool:
@@ -863,14 +918,34 @@ class Conn(asyncio.Protocol):
         return verdict
 
     def note_reply(self, reply: str) -> None:
-        """A request delivered to this client: allow one or more responses (allow_responses)."""
+        """A request delivered to this client: allow responses to ``reply`` (allow_responses).
+
+        As client.go ``deliverMsg``: unless publishing to ``reply`` is allowed already (by the
+        permissions, or by a response permission, which then counts a use), the reply is
+        allowed afresh; the map is pruned when enough were added or time went by since the
+        last prune (:meth:`prune_replies`)."""
         grant = self.grant
         if grant is None or grant.permissions.resp_max is None:
             return
-        if grant.permissions.can_publish(reply):
+        if self._may_publish(grant, reply, cache=False):
             return
-        ttl = (grant.permissions.resp_ttl_ns or 0) / 1e9
-        self.replies[reply] = [0, time.monotonic() + ttl]
+        now = self.broker.clock()
+        self.replies[reply] = [0, now]
+        self.replies_since_prune += 1
+        if self.replies_since_prune > REPLY_PERM_LIMIT or now - self.last_reply_prune > REPLY_PRUNE_TIME:
+            self.prune_replies(now)
+
+    def prune_replies(self, now: float) -> None:
+        """client.go ``pruneReplyPerms``: forget the replies that were used ``resp_max`` times or
+        whose ``resp_ttl`` has passed."""
+        mm, ttl = self.resp_max, self.resp_ttl
+        self.replies = {
+            k: e
+            for k, e in self.replies.items()
+            if not ((mm > 0 and e[0] >= mm) or (ttl > 0 and now - e[1] > ttl))
+        }
+        self.replies_since_prune = 0
+        self.last_reply_prune = now
 
 
 class Broker:
@@ -878,6 +953,9 @@ class Broker:
 
     def __init__(self, config: BrokerConfig, *, log: Callable[[str], None] | None = None) -> None:
         self.config = config
+        # the config's mode, read per connection (a config does not change under a running broker)
+        self.operator_mode = config.operator_mode
+        self.auth_required = config.auth_required
         self.log = log or (lambda msg: None)
         self.server_key = KeyPair.generate(PrefixByte.SERVER)
         self.accounts: dict[str, Account] = {}
@@ -894,7 +972,10 @@ class Broker:
         self.verdicts: weakref.WeakValueDictionary[tuple[str, object], _Verdicts] = (
             weakref.WeakValueDictionary()
         )
+        self._perms_states: dict[int, _PermsState] = {}
         self.slow_consumers = 0
+        # the clock of response permissions (tests may set another)
+        self.clock: Callable[[], float] = time.monotonic
         self.started = time.time()
         self.total_connections = 0
         self.closed_totals = [0, 0, 0, 0]  # in_msgs, in_bytes, out_msgs, out_bytes of closed conns
@@ -934,9 +1015,104 @@ class Broker:
             "xkey": self.callout.xkey.public_key,
         }
         self.info_base = {k: v for k, v in self.info_base.items() if v is not None}
+        self.info_head = b""
+        self.render_info()
+        self._nonces: list[bytes] = []
+        # the auth and ping timers of every connection: one heap of (when, kind, cid) and one
+        # loop timer for its earliest entry (Broker.arm_timers); the connections by cid, while
+        # their timers run (the heap holds no connection, so a closed one is freed at once)
+        self.timers: list[tuple[float, int, int]] = []
+        self.timed: dict[int, Conn] = {}
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_at = math.inf
+        self.timers_dead = 0  # connections lost since the heap was last compacted
         self._server: asyncio.base_events.Server | None = None
         # the system account's claims requests (UPDATE, LOOKUP, LIST, PACK, DELETE)
         self.system = SystemRequests(self)
+
+    def render_info(self) -> None:
+        """Render :attr:`info_base` (after any change to it) as the head of every INFO:
+        ``INFO {<fields>,"client_id":`` (the connection's fields follow)."""
+        head = orjson.dumps(self.info_base)[:-1]
+        self.info_head = b"INFO " + head + (b',"client_id":' if len(head) > 1 else b'"client_id":')
+
+    def next_nonce(self) -> bytes:
+        """A fresh nonce as nats-server makes it: 11 random bytes, unpadded base64url (15 bytes).
+        The random bytes are drawn in batches."""
+        pool = self._nonces
+        if not pool:
+            raw = secrets.token_bytes(11 * NONCE_BATCH)
+            b64 = binascii.b2a_base64
+            pool.extend(
+                b64(raw[i : i + 11], newline=False)[:15].translate(_URLSAFE) for i in range(0, len(raw), 11)
+            )
+        return pool.pop()
+
+    # --- connection timers ----------------------------------------------------------------
+    # Every connection has an auth timer (until CONNECT, when auth is required) and a ping timer.
+    # Instead of two loop timers per connection, each is an entry in one heap, and one loop timer
+    # fires for the earliest: each still fires at its own time (when its own timer would have).
+    _AUTH, _PING = 0, 1
+
+    def arm_timers(self, conn: Conn) -> None:
+        """Start ``conn``'s auth timer (``auth_timeout``) and ping timer (``ping_interval``)."""
+        cfg = self.config
+        now = asyncio.get_running_loop().time()
+        timers = self.timers
+        cid = conn.cid
+        self.timed[cid] = conn
+        if self.auth_required:
+            heapq.heappush(timers, (now + cfg.auth_timeout, self._AUTH, cid))
+        if cfg.ping_interval > 0:
+            heapq.heappush(timers, (now + cfg.ping_interval, self._PING, cid))
+        if timers and timers[0][0] < self._sweep_at:
+            self._arm_sweep()
+        if self.timers_dead > 1024 and self.timers_dead * 2 > len(timers):
+            # the entries of lost connections, dropped (as the loop drops cancelled timers)
+            timed = self.timed
+            timers[:] = [e for e in timers if e[2] in timed]
+            heapq.heapify(timers)
+            self.timers_dead = 0
+
+    def disarm_timers(self, conn: Conn) -> None:
+        """``conn`` is gone: its entries are skipped, and dropped later."""
+        if self.timed.pop(conn.cid, None) is not None:
+            self.timers_dead += 1
+
+    def _arm_sweep(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        self._sweep_at = math.inf
+        if self.timers:
+            self._sweep_at = when = self.timers[0][0]
+            self._sweep = asyncio.get_running_loop().call_at(when, self._run_timers)
+
+    def _run_timers(self) -> None:
+        self._sweep = None
+        self._sweep_at = math.inf
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        due = now + getattr(loop, "_clock_resolution", 0.001)  # what the loop itself counts as due
+        timers = self.timers
+        timed = self.timed
+        again: list[int] = []  # ping timers to fire again (after this sweep, however short the interval)
+        try:
+            while timers and timers[0][0] <= due:
+                _, kind, cid = heapq.heappop(timers)
+                conn = timed.get(cid)
+                if conn is None:
+                    continue
+                if kind == self._AUTH:
+                    conn.auth_timer()
+                elif conn.ping_timer():
+                    again.append(cid)
+        finally:
+            # (an error in one connection's timer is the loop's to report; the others still run)
+            when = now + self.config.ping_interval
+            for cid in again:
+                heapq.heappush(timers, (when, self._PING, cid))
+            self._arm_sweep()
 
     def learn_subject(self, subject_b: bytes, subject: str) -> bool:
         """Remember a published subject for :meth:`Conn.pubs`'s fast path if it may take it (a
@@ -948,6 +1124,16 @@ class Broker:
             cache.clear()
         cache[subject_b] = subject
         return True
+
+    def perms_state(self, perms: CompiledPermissions) -> _PermsState:
+        """The :class:`_PermsState` of ``perms``; equal users share their compiled permissions
+        (trustkit.trust.compile_permissions), so this is looked up by identity."""
+        ps = self._perms_states.get(id(perms))
+        if ps is None or ps.perms is not perms:
+            if len(self._perms_states) >= PERMS_STATES_MAX:
+                self._perms_states.clear()
+            ps = self._perms_states[id(perms)] = _PermsState(perms, self.verdicts_for(("pub", perms.pub)))
+        return ps
 
     def verdicts_for(self, key: tuple[str, object]) -> _Verdicts:
         """The verdict cache shared by the connections with the permissions ``key``: ("pub",
@@ -1103,6 +1289,7 @@ class Broker:
         sock = self._server.sockets[0]
         self.config.port = sock.getsockname()[1]
         self.info_base["port"] = self.config.port
+        self.render_info()
         if self.config.http_port is not None:
             from broker.monitor import start_monitor
 
@@ -1122,6 +1309,9 @@ class Broker:
         t[3] += conn.out_bytes
 
     async def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()

@@ -222,6 +222,9 @@ def test_connect_fast_path_takes_what_clients_send_and_leaves_the_rest() -> None
     for odd in (
         b'{"verbose":false,"verbose":null}',  # Go: null leaves false in place; a dict keeps null
         b'{"protocol":"x","protocol":1}',  # Go: refused; a dict keeps 1
+        b'{"echo":true,"echo":true}',  # repeated names, however harmless
+        b'{"name":"a","jwt":"j","name":"b"}',
+        b'{"name":["x"],"name":"y"}',
         b'{"Verbose":false}',  # case-folded name
         b'{"verb\\u006fse":false}',  # an escaped name
         b'{"name":"\xff"}',  # invalid UTF-8: Go repairs it
