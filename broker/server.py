@@ -35,12 +35,21 @@ from broker.router import Router, Subscription
 from broker.sharing import Links, Mappings, ShadowSub, Sharing, subjects_collide
 from broker.system import SystemRequests
 from broker.tls import TLSConfig
+from broker.verifier import Verifier, wanted
 from trustkit import subject as subjects
 from trustkit.errors import AuthorizationError, TrustkitError
 from trustkit.jwt.account import AccountClaims
 from trustkit.nkeys import KeyPair, PrefixByte
 from trustkit.resolver import MemoryResolver
-from trustkit.trust import CompiledPermissions, Grant, SubjectPermission, TrustedOperators, authorize_user
+from trustkit.trust import (
+    CompiledPermissions,
+    Grant,
+    PendingGrant,
+    SubjectPermission,
+    TrustedOperators,
+    authorize_user,
+    begin_authorization,
+)
 
 __all__ = ["Broker"]
 
@@ -622,7 +631,66 @@ class Conn(asyncio.Protocol):
         if self.no_responders and not self.headers:
             self.error_close("no responders requires headers support")
             return
-        grant, account = self._login(opts)
+        broker = self.broker
+        if broker.verifier is not None and broker.operator_mode:
+            jwt_text = opts.get("jwt")
+            if not isinstance(jwt_text, str) or not jwt_text:
+                self._judged(opts, None, None)
+                return
+            # every check but the Ed25519 ones here; those in the worker process (broker/verifier.py)
+            pending = begin_authorization(
+                jwt_text,
+                nonce=self.nonce,
+                signature=opts.get("sig") or None,
+                resolver=broker.lookup_account,
+                operators=broker.operators,
+                now=int(time.time()),
+                client_ip=self.client_ip,
+            )
+            if pending.checks.items:
+                # nothing the client sends next is handled before the verdict, as with a callout
+                self.auth_wait = AuthWait()
+                if self.transport is not None and not self.transport.is_closing():
+                    self.transport.pause_reading()
+                broker.verifier.submit(pending.checks, lambda results: self._checked(opts, pending, results))
+                return
+            grant, account = self._granted(opts, pending, [])
+        else:
+            grant, account = self._login(opts)
+        self._judged(opts, grant, account)
+
+    def _checked(self, opts: dict[str, Any], pending: PendingGrant, results: list[bool]) -> None:
+        """The worker's results for this CONNECT's signatures: finish judging it, then handle what
+        the client sent meanwhile."""
+        wait, self.auth_wait = self.auth_wait, None
+        if self.closed or wait is None:
+            return
+        grant, account = self._granted(opts, pending, results)
+        self._judged(opts, grant, account)
+        if self.auth_wait is not None:  # the auth callout has it now: it resumes the client
+            self.auth_wait.ops, self.auth_wait.error = wait.ops, wait.error
+            return
+        self.auth_wait = wait
+        self.resume_after_auth()
+
+    def _granted(
+        self, opts: dict[str, Any], pending: PendingGrant, results: list[bool]
+    ) -> tuple[Grant | None, Account | None]:
+        """:meth:`_login`'s verdict from a judgement whose signature checks have run."""
+        broker = self.broker
+        try:
+            grant = pending.finish(results)
+        except AuthorizationError as exc:
+            broker.log(f"cid:{self.cid} authorization refused: {exc.code}: {exc.message}")
+            return None, None
+        if broker.lookup_account(grant.account.sub) is not grant.account:
+            # a claims update (a revocation?) arrived while the signatures were checked: judge
+            # again against the account as it is now
+            return self._login(opts)
+        return grant, broker.account(grant.account.sub, grant.account)
+
+    def _judged(self, opts: dict[str, Any], grant: Grant | None, account: Account | None) -> None:
+        """The server's verdict on a CONNECT: the auth callout's turn, then admit or refuse."""
         callout = self.broker.callout
         if callout.active:
             if callout.delegate(self, opts, grant, account):
@@ -997,6 +1065,8 @@ class Broker:
                         self.log(f"skipping {path.name}: {exc}")
         # the server side of auth callout (broker/callout_client.py); its curve key is INFO's xkey
         self.callout = CalloutClient(self)
+        #: CONNECT signature checks in a worker process (operator mode; started by start())
+        self.verifier: Verifier | None = None
         for warning in config.warnings:
             self.log(warning)
         self.info_base: dict[str, Any] = {
@@ -1286,6 +1356,9 @@ class Broker:
             ssl=tls.context() if tls is not None and first else None,
             ssl_handshake_timeout=tls.timeout if tls is not None and first else None,
         )
+        if self.operator_mode and wanted():
+            self.verifier = Verifier(self.log)
+            self.verifier.start()
         sock = self._server.sockets[0]
         self.config.port = sock.getsockname()[1]
         self.info_base["port"] = self.config.port
@@ -1315,6 +1388,9 @@ class Broker:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
+        if self.verifier is not None:
+            self.verifier.close()
+            self.verifier = None
         if self._monitor is not None:
             self._monitor.close()
             await self._monitor.wait_closed()

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import signal
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 import pytest
 
+from broker.config import BrokerConfig, parse_conf
+from broker.server import Broker
+from broker.system import apply_account_update
 from broker.verifier import _HEAD, Verifier, _worker, wanted
+from trustkit import jwt
 from trustkit.nkeys import KeyPair, PrefixByte, SignatureChecks, decode_public
+from trustkit.serverconfig import mem_resolver_config
+from trustkit.trust import sign_nonce
 
 
 def _checks(*good: bool) -> SignatureChecks:
@@ -112,3 +122,172 @@ def test_worker_stops_at_a_truncated_frame(cut: int) -> None:
     out = io.BytesIO()
     _worker(io.BytesIO(frame + frame[:cut]), out)
     assert out.getvalue() == _HEAD.pack(7, 1) + b"\x01"
+
+
+# --- the broker with a verifier -----------------------------------------------------------------
+
+
+class Held:
+    """Stands in for the worker: keeps the checks until the test answers them."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[SignatureChecks, Callable[[list[bool]], None]]] = []
+
+    def submit(self, checks: SignatureChecks, done: Callable[[list[bool]], None]) -> None:
+        self.held.append((checks, done))
+
+    def answer(self, results: list[bool] | None = None) -> None:
+        held, self.held = self.held, []
+        for checks, done in held:
+            done(results if results is not None else checks.run())
+
+    def close(self) -> None:
+        pass
+
+
+class OpWorld:
+    def __init__(self) -> None:
+        now = int(time.time()) - 100
+        self.op = KeyPair.generate(PrefixByte.OPERATOR)
+        sys_acct = KeyPair.generate(PrefixByte.ACCOUNT)
+        self.app = KeyPair.generate(PrefixByte.ACCOUNT)
+        self.user = KeyPair.generate(PrefixByte.USER)
+        self.iat = now
+        op_jwt = jwt.OperatorClaims(
+            sub=self.op.public_key, name="op", system_account=sys_acct.public_key
+        ).encode(self.op, iat=now)
+        self.token = jwt.UserClaims(sub=self.user.public_key, name="u").encode(self.app, iat=now)
+        self.config = mem_resolver_config(
+            op_jwt,
+            [
+                jwt.AccountClaims(sub=sys_acct.public_key, name="SYS").encode(self.op, iat=now),
+                jwt.AccountClaims(sub=self.app.public_key, name="APP").encode(self.op, iat=now),
+            ],
+        )
+
+    def revoking_app(self) -> str:
+        claims = jwt.AccountClaims(sub=self.app.public_key, name="APP")
+        claims.revoke(self.user.public_key, self.iat + 10)
+        return claims.encode(self.op, iat=self.iat + 20)
+
+
+@asynccontextmanager
+async def broker_with(verifier: object | None, world: OpWorld) -> AsyncIterator[Broker]:
+    cfg = BrokerConfig.from_conf(parse_conf(world.config))
+    cfg.host, cfg.port = "127.0.0.1", 0
+    broker = Broker(cfg, log=lambda m: None)
+    await broker.start()
+    if verifier is not None:
+        if broker.verifier is not None:
+            broker.verifier.close()
+        broker.verifier = verifier  # type: ignore[assignment]
+    try:
+        yield broker
+    finally:
+        await broker.close()
+
+
+Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _login(port: int, world: OpWorld, after: bytes = b"") -> Streams:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    info = json.loads((await reader.readline())[5:])
+    body = {"jwt": world.token, "sig": sign_nonce(world.user, info["nonce"]), "verbose": False, "protocol": 1}
+    writer.write(b"CONNECT " + json.dumps(body).encode() + b"\r\n" + after + b"PING\r\n")
+    return reader, writer
+
+
+async def _until_pong_or_close(reader: asyncio.StreamReader) -> list[bytes]:
+    lines: list[bytes] = []
+    async with asyncio.timeout(5):
+        while line := await reader.readline():
+            line = line.rstrip(b"\r\n")
+            if line == b"PONG":
+                lines.append(line)
+                return lines
+            if not line.startswith(b"INFO "):
+                lines.append(line)
+    lines.append(b"<closed>")
+    return lines
+
+
+async def _nothing_for(reader: asyncio.StreamReader, seconds: float) -> None:
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await reader.readline()
+
+
+def test_what_follows_a_connect_waits_for_its_verdict_and_keeps_its_order() -> None:
+    world = OpWorld()
+    held = Held()
+
+    async def scenario() -> list[bytes]:
+        async with broker_with(held, world) as broker:
+            reader, writer = await _login(broker.config.port, world, b"SUB foo 1\r\nPUB foo 2\r\nhi\r\n")
+            await _nothing_for(reader, 0.3)
+            assert len(held.held) == 1 and len(held.held[0][0]) == 2  # the JWT's and the nonce's
+            held.answer()
+            lines = await _until_pong_or_close(reader)
+            writer.close()
+            return lines
+
+    assert asyncio.run(scenario()) == [b"MSG foo 1 2", b"hi", b"PONG"]
+
+
+@pytest.mark.parametrize("results", [[True, False], [False, True], [False, False]])
+def test_a_failed_check_refuses(results: list[bool]) -> None:
+    world = OpWorld()
+    held = Held()
+
+    async def scenario() -> list[bytes]:
+        async with broker_with(held, world) as broker:
+            reader, writer = await _login(broker.config.port, world)
+            await asyncio.sleep(0.1)
+            held.answer(results)
+            lines = await _until_pong_or_close(reader)
+            writer.close()
+            return lines
+
+    assert asyncio.run(scenario()) == [b"-ERR 'Authorization Violation'", b"<closed>"]
+
+
+def test_a_revocation_while_the_signatures_are_checked_is_not_missed() -> None:
+    world = OpWorld()
+    held = Held()
+
+    async def scenario() -> list[bytes]:
+        async with broker_with(held, world) as broker:
+            reader, writer = await _login(broker.config.port, world)
+            await asyncio.sleep(0.1)
+            assert held.held
+            assert broker.resolver is not None
+            apply_account_update(broker, broker.resolver.store(world.revoking_app()))
+            held.answer()  # both signatures are good: the account as it is now decides
+            lines = await _until_pong_or_close(reader)
+            writer.close()
+            return lines
+
+    assert asyncio.run(scenario()) == [b"-ERR 'Authorization Violation'", b"<closed>"]
+
+
+def test_the_broker_keeps_admitting_when_its_worker_dies(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRUSTKIT_BROKER_VERIFIER", "1")
+    world = OpWorld()
+
+    async def scenario() -> tuple[list[bytes], list[bytes], bool]:
+        async with broker_with(None, world) as broker:
+            v = broker.verifier
+            assert v is not None and v.proc is not None
+            reader, writer = await _login(broker.config.port, world)
+            first = await _until_pong_or_close(reader)
+            writer.close()
+            batches = v.batches
+            v.proc.kill()
+            reader, writer = await _login(broker.config.port, world)
+            second = await _until_pong_or_close(reader)
+            writer.close()
+            return first, second, batches == 1 and not v.running
+
+    first, second, worked = asyncio.run(scenario())
+    assert first == second == [b"PONG"] and worked
