@@ -1992,40 +1992,49 @@ def rotate_signing_key(
 
 @dataclass(repr=False, eq=False)
 class KeyFileRow:
-    """One key of ``keys export``/``keys import``: never its seed."""
+    """One file of ``keys export``/``keys import``: a key's seed file (never the seed itself),
+    or with ``keys export --include-jwts`` an entity's JWT (``content`` ``"jwt"``)."""
 
     public_key: str
     kind: str
     entity: str
     file: str
     status: str
+    content: str = "seed"
 
     def to_json(self) -> dict[str, str]:
         return {
             "public_key": self.public_key,
             "kind": self.kind,
             "entity": self.entity,
+            "content": self.content,
             "file": self.file,
             "status": self.status,
         }
 
 
-def _collect_keys(store: Store, account: str | None, user: str | None) -> list[tuple[str, str, str]]:
-    """nsc's ``KeyCollectorParams``: (public key, kind, entity) for the operator and its signing
-    keys, then ``account`` (or every account) with its signing keys and callout curve key, and
-    its users (or just ``user``)."""
+def _collect_keys(
+    store: Store, account: str | None, user: str | None
+) -> list[tuple[str, str, str, Path | None]]:
+    """nsc's ``KeyCollectorParams``: (public key, kind, entity, JWT file) for the operator and
+    its signing keys, then ``account`` (or every account) with its signing keys and callout
+    curve key, and its users (or just ``user``). The JWT file is the entity's own (operator,
+    account, user); signing and curve keys have none."""
     op = store.operator_claims()
-    out = [(op.sub, "operator", f"operator {store.name}")]
-    out += [(k, "operator", f"operator {store.name} signing key") for k in op.signing_keys]
+    out: list[tuple[str, str, str, Path | None]] = [
+        (op.sub, "operator", f"operator {store.name}", store.operator_jwt_path())
+    ]
+    out += [(k, "operator", f"operator {store.name} signing key", None) for k in op.signing_keys]
     for name in [account] if account else store.list_accounts():
         acct = store.account_claims(name)
         where = f"{store.name}/{name}"
-        out.append((acct.sub, "account", f"account {where}"))
-        out += [(k, "account", f"account {where} signing key") for k in sorted(acct.signing_keys)]
+        out.append((acct.sub, "account", f"account {where}", store.account_jwt_path(name)))
+        out += [(k, "account", f"account {where} signing key", None) for k in sorted(acct.signing_keys)]
         if acct.authorization.xkey:
-            out.append((acct.authorization.xkey, "curve", f"account {where} callout xkey"))
+            out.append((acct.authorization.xkey, "curve", f"account {where} callout xkey", None))
         for u in [user] if user else store.list_users(name):
-            out.append((store.user_claims(name, u).sub, "user", f"user {where}/{u}"))
+            uc = store.user_claims(name, u)
+            out.append((uc.sub, "user", f"user {where}/{u}", store.user_jwt_path(name, u)))
     return out
 
 
@@ -2047,6 +2056,7 @@ def export_keys(
     not_referenced: bool = False,
     key_filter: str = "",
     remove: bool = False,
+    include_jwts: bool = False,
 ) -> list[KeyFileRow]:
     """``nsc export keys``: copy seeds of the operator's entities to ``<directory>/<PUB>.nk``
     (0600, directory 0700): the operator, ``account`` (or every account) and its users (or just
@@ -2057,17 +2067,25 @@ def export_keys(
     the whole export (a seed is never overwritten). A key without a seed in the keystore is
     ``no-seed``. ``remove`` deletes each exported seed from the keystore once its copy is
     verified. Raises :class:`StoreError`; nothing is written on error.
+
+    ``include_jwts`` (nsc ``--include-jwts``) also copies the JWT of every exported operator,
+    account and user key, as stored, to ``<directory>/<PUB>.jwt`` (0600, as nsc), seed or not;
+    signing keys, curve keys and ``not_referenced`` keys have no JWT. Their rows follow the
+    seeds' rows (``content`` ``"jwt"``); the same never-overwrite rule applies, and ``remove``
+    never touches the store's JWTs.
     """
     from trustkit.store import fsio
 
     store = ws.open(operator)
     found = _collect_keys(store, account, user)
     if not_referenced:  # against every entity of the operator, whatever account was chosen
-        used = {k for k, _, _ in _collect_keys(store, None, None)}
-        found = [(k, _kind_label(k), "not referenced") for k in ws.keystore.all_keys() if k not in used]
+        used = {k for k, _, _, _ in _collect_keys(store, None, None)}
+        found = [
+            (k, _kind_label(k), "not referenced", None) for k in ws.keystore.all_keys() if k not in used
+        ]
     wanted = set(kinds)
     needle = key_filter.upper()
-    keys = [(k, kind, entity) for k, kind, entity in dict.fromkeys(found) if kind in wanted and needle in k]
+    keys = [row for row in dict.fromkeys(found) if row[1] in wanted and needle in row[0]]
     if not keys:
         raise StoreError("no keys found to export", code="store_not_found")
     dest = Path(directory)
@@ -2075,11 +2093,24 @@ def export_keys(
         raise StoreError(f"{dest} is not a directory", code="store_usage")
     jobs: list[tuple[str, str, str, Path, str]] = []  # key, kind, entity, file, seed or "" / status
     rows: list[KeyFileRow] = []
+    jwt_jobs: list[tuple[KeyFileRow, bytes]] = []  # row, JWT bytes to write or b"" (unchanged)
     seen: set[str] = set()
-    for key, kind, entity in keys:
+    for key, kind, entity, jwt_path in keys:
         if key in seen:
             continue
         seen.add(key)
+        if include_jwts and jwt_path is not None:
+            token = fsio.read_bytes(jwt_path)
+            jwt_target = dest / f"{key}.jwt"
+            there = fsio.try_read_bytes(jwt_target)
+            if there is not None and there.strip() != token.strip():
+                raise StoreError(
+                    f"{jwt_target} already exists and holds something else: not overwritten",
+                    code="store_key_conflict",
+                )
+            status = "exported" if there is None else "unchanged"
+            row = KeyFileRow(key, kind, entity, str(jwt_target), status, content="jwt")
+            jwt_jobs.append((row, token if there is None else b""))
         target = dest / f"{key}.nk"
         kp = ws.keystore.get_key(key)
         if kp is None:
@@ -2110,6 +2141,16 @@ def export_keys(
             ws.keystore.remove_key(key)
             status = "moved"
         rows.append(KeyFileRow(key, kind, entity, str(target), status))
+    for row, token in jwt_jobs:
+        if token:
+            fsio.ensure_dir(dest)
+            if not fsio.atomic_create(row.file, token, mode=0o600):
+                if fsio.read_bytes(row.file).strip() != token.strip():  # written meanwhile
+                    raise StoreError(
+                        f"{row.file} appeared meanwhile with other content", code="store_key_conflict"
+                    )
+                row.status = "unchanged"
+        rows.append(row)
     return rows
 
 

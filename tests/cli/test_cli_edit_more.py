@@ -128,7 +128,7 @@ def test_edit_user_permissions_limits_and_creds(home: Home) -> None:
     before = home.user("bob")
     out = home.ok(
         "edit", "user", "-n", "bob", "--allow-pub", "b.>,c.>", "--deny-pubsub", "x.>", "--rm", "a.>",
-        "--allow-pub-response", "3", "--response-ttl", "2s", "--source-network", "10.0.0.0/8",
+        "--allow-pub-response=3", "--response-ttl", "2s", "--source-network", "10.0.0.0/8",
         "--source-network", "192.168.1.0/24", "--time", "08:00:00-17:00:00", "--locale", "Europe/Paris",
         "--conn-type", "standard,websocket", "--subs", "10", "--data", "1M", "--payload", "64K",
         "--tag", "Blue", "--expiry", "2030-01-01",
@@ -183,7 +183,7 @@ def test_edit_user_bearer_signing_key_and_refusals(home: Home) -> None:
     home.refused("edit", "user", "-n", "bob", "--source-network", "nonsense", status=TOKEN_ERR, needle="cidr")
     home.refused("edit", "user", "-n", "bob", "--allow-pub", "a..b", status=TOKEN_ERR, needle="a..b")
     home.refused(
-        "edit", "user", "-n", "bob", "--rm-response-perms", "--allow-pub-response", "1",
+        "edit", "user", "-n", "bob", "--rm-response-perms", "--allow-pub-response",
         status=STORE_ERR, needle="contradicts",
     )  # fmt: skip
     home.refused("edit", "user", "-n", "nope", "--subs", "1", status=STORE_ERR, needle="nope")

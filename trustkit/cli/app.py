@@ -14,12 +14,12 @@ from functools import wraps
 from typing import Any, ClassVar, TypeVar
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from trustkit.cli.output import fail
 from trustkit.errors import TrustkitError, exit_status
 
-__all__ = ["COMMANDS", "app", "main"]
+__all__ = ["COMMANDS", "OPTIONAL_VALUE", "NscCommand", "app", "main", "optional_values"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -122,6 +122,72 @@ GROUP_HELP = {
 
 _BUILT: dict[tuple[str, str], Any] = {}
 
+#: Options whose value is optional, as nsc declares them with cobra's ``NoOptDefVal``: the option
+#: → the value the bare option stands for. Today only ``--allow-pub-response`` (nsc's default: 1
+#: response), on ``add user``, ``edit user``, ``add signing-key`` and ``edit signing-key``.
+OPTIONAL_VALUE: dict[str, str] = {"--allow-pub-response": "1"}
+
+
+def optional_values(
+    args: list[str], takes_value: Mapping[str, int], has_arguments: bool, ctx: Any = None
+) -> list[str]:
+    """``args`` with every bare option of :data:`OPTIONAL_VALUE` given its default value
+    (``--allow-pub-response`` → ``--allow-pub-response=1``), for typer, which has no options
+    with an optional value.
+
+    This is pflag's rule for an option with ``NoOptDefVal``: only ``--opt=N`` sets the value;
+    in ``--opt N`` the ``N`` is not its value but a positional argument. So ``nsc edit user -n
+    bob --allow-pub-response 5`` allows 1 response, not 5 (nsc ignores the stray ``5``). A
+    trustkit command without positional arguments refuses such a token with a hint to write
+    ``--opt=N`` rather than give a count other than the one written. Tokens after ``--`` and
+    tokens consumed as the value of another option (``takes_value``: option → how many values,
+    e.g. ``--name --allow-pub-response`` names a user so) are left alone, as click and pflag
+    both read them.
+    """
+    from typer._click.exceptions import UsageError
+
+    out: list[str] = []
+    skip = 0
+    for i, arg in enumerate(args):
+        if skip:
+            skip -= 1
+        elif arg == "--":
+            out.extend(args[i:])
+            break
+        elif arg in OPTIONAL_VALUE:
+            nxt = args[i + 1] if i + 1 < len(args) else None
+            if nxt is not None and (nxt == "-" or not nxt.startswith("-")) and not has_arguments:
+                raise UsageError(
+                    f"{arg} {nxt}: write {arg}={nxt} to give a value (as in nsc, a bare {arg} "
+                    f"means {arg}={OPTIONAL_VALUE[arg]} and {nxt!r} is not its value)",
+                    ctx=ctx,
+                )
+            arg = f"{arg}={OPTIONAL_VALUE[arg]}"
+        elif arg.startswith("--"):
+            skip = 0 if "=" in arg else takes_value.get(arg, 0)
+        elif arg.startswith("-") and len(arg) > 1:  # -n bob, -nbob, -Jn bob
+            for j, ch in enumerate(arg[1:], 2):
+                if f"-{ch}" in takes_value:
+                    skip = takes_value[f"-{ch}"] if j == len(arg) else 0
+                    break
+        out.append(arg)
+    return out
+
+
+class NscCommand(TyperCommand):
+    """A typer command that reads options with an optional value as nsc does
+    (:func:`optional_values`, applied before click parses the arguments)."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        takes_value: dict[str, int] = {}
+        has_arguments = False
+        for param in self.get_params(ctx):
+            if param.param_type_name == "argument":
+                has_arguments = True
+            elif not getattr(param, "is_flag", False) and not getattr(param, "count", False):
+                takes_value.update(dict.fromkeys([*param.opts, *param.secondary_opts], param.nargs))
+        return super().parse_args(ctx, optional_values(args, takes_value, has_arguments, ctx))
+
 
 def _build(name: str, module: str, attr: str) -> Any:
     """The click command for ``trustkit.cli.<module>.<attr>`` (imported and converted once)."""
@@ -131,7 +197,7 @@ def _build(name: str, module: str, attr: str) -> Any:
 
         fn = getattr(importlib.import_module(f"trustkit.cli.{module}"), attr)
         one = typer.Typer(add_completion=False)
-        one.command(name)(handles_errors(fn))
+        one.command(name, cls=NscCommand)(handles_errors(fn))
         cmd = _BUILT[(module, attr)] = typer.main.get_command(one)
     return cmd
 

@@ -110,8 +110,15 @@ def permission_args(
     bearer: bool,
 ) -> dict[str, Any]:
     """nsc's permission flags (``--allow-pubsub`` counts for both directions) as library keywords
-    for :func:`trustkit.manage.add_user` and :func:`trustkit.manage.add_signing_key`."""
+    for :func:`trustkit.manage.add_user` and :func:`trustkit.manage.add_signing_key`.
+
+    As nsc's ``PermissionsParams.Run``: a response permission exists when the count is not 0 or
+    ``--response-ttl`` is given (``--response-ttl`` alone: max 0, which the server reads as 1);
+    ``--allow-pub-response=0`` alone sets none."""
     both_allow, both_deny = allow_pubsub or [], deny_pubsub or []
+    allow_pub_response = response_max(allow_pub_response)
+    if allow_pub_response is None and response_ttl:
+        allow_pub_response = 0
     return {
         "allow_pub": [*(allow_pub or []), *both_allow],
         "allow_sub": [*(allow_sub or []), *both_allow],
@@ -121,6 +128,12 @@ def permission_args(
         "response_ttl_ns": parse_duration_ns(response_ttl),
         "bearer": bearer,
     }
+
+
+def response_max(value: int | None) -> int | None:
+    """``--allow-pub-response``'s count as nsc applies it: a count of 0 changes nothing (nsc sets
+    the response permission's max only when the count is not 0)."""
+    return value or None
 
 
 # --- the permission/limit flags of `edit user` and `edit signing-key` (nsc UserPermissionLimits) --
@@ -133,8 +146,13 @@ DenyPub = Annotated[Strings, typer.Option("--deny-pub", help="Add subjects denie
 DenySub = Annotated[Strings, typer.Option("--deny-sub", help="Add subjects denied for subscribe.")]
 DenyPubsub = Annotated[Strings, typer.Option("--deny-pubsub", help="Add subjects denied for both.")]
 RmPerm = Annotated[Strings, typer.Option("--rm", help="Remove a subject from every allow/deny list.")]
+#: Bare ``--allow-pub-response`` = 1, ``--allow-pub-response=N`` = N (nsc's optional value:
+#: trustkit.cli.app.optional_values rewrites the bare flag before typer parses the arguments).
+ALLOW_PUB_RESPONSE_HELP = (
+    "Allow responses to received requests: alone 1 response, --allow-pub-response=N for N."
+)
 AllowPubResponse = Annotated[
-    int | None, typer.Option("--allow-pub-response", help="Allow N responses to received requests.")
+    int | None, typer.Option("--allow-pub-response", metavar="[=N]", help=ALLOW_PUB_RESPONSE_HELP)
 ]
 ResponseTtl = Annotated[str | None, typer.Option("--response-ttl", help="How long responses may be sent.")]
 RmResponsePerms = Annotated[bool, typer.Option("--rm-response-perms", help="Remove the response permission.")]
@@ -202,7 +220,7 @@ def permission_edit(
         deny_pub=[*split(deny_pub), *both_deny],
         deny_sub=[*split(deny_sub), *both_deny],
         remove=split(rm),
-        allow_pub_response=allow_pub_response,
+        allow_pub_response=response_max(allow_pub_response),
         response_ttl_ns=parse_duration_ns(response_ttl) if response_ttl else None,
         remove_response=rm_response_perms,
         bearer=bearer,

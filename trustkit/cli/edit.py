@@ -146,9 +146,7 @@ def add_signing_key_cmd(
         list[str] | None, typer.Option("--deny-sub", help="Template: subjects denied for subscribe.")
     ] = None,
     deny_pubsub: Annotated[list[str] | None, typer.Option("--deny-pubsub", help="Template: both.")] = None,
-    allow_pub_response: Annotated[
-        int | None, typer.Option("--allow-pub-response", help="Template: allow N responses to requests.")
-    ] = None,
+    allow_pub_response: AllowPubResponse = None,
     response_ttl: Annotated[
         str | None, typer.Option("--response-ttl", help="Template: how long responses may be sent.")
     ] = None,

@@ -10,6 +10,7 @@ import typer
 
 from trustkit.cli.common import (
     AccountOpt,
+    AllowPubResponse,
     ConfigDir,
     DataDir,
     JsonFlag,
@@ -137,9 +138,7 @@ def add_user_cmd(
         list[str] | None, typer.Option("--deny-sub", help="Subjects denied for subscribe.")
     ] = None,
     deny_pubsub: Annotated[list[str] | None, typer.Option("--deny-pubsub", help="Both.")] = None,
-    allow_pub_response: Annotated[
-        int | None, typer.Option("--allow-pub-response", help="Allow N responses to received requests.")
-    ] = None,
+    allow_pub_response: AllowPubResponse = None,
     response_ttl: Annotated[
         str | None, typer.Option("--response-ttl", help="How long responses may be sent.")
     ] = None,

@@ -75,6 +75,12 @@ def keys_export_cmd(
     remove: Annotated[
         bool, typer.Option("--remove", "-R", help="Delete each seed from the keystore once exported.")
     ] = False,
+    include_jwts: Annotated[
+        bool,
+        typer.Option(
+            "--include-jwts", help="Also write the JWT of each operator, account and user as <PUB>.jwt."
+        ),
+    ] = False,
     operator: OperatorOpt = None,
     config_dir: ConfigDir = None,
     data_dir: DataDir = None,
@@ -86,7 +92,8 @@ def keys_export_cmd(
     By default: the operator, the current account and its users; --all: every account.
     --operators/--accounts/--users/--curves choose kinds (then every account unless --account).
     A seed already exported is left as it is; a file holding anything else is never overwritten.
-    The output names keys and files, never seeds."""
+    --include-jwts also copies the entities' JWTs (0600, as nsc; --remove leaves them in the
+    store). The output names keys and files, never seeds."""
     from trustkit.errors import StoreError
     from trustkit.manage import export_keys
 
@@ -112,6 +119,7 @@ def keys_export_cmd(
         not_referenced=not_referenced,
         key_filter=key_filter,
         remove=remove,
+        include_jwts=include_jwts,
     )
     emit([r.to_json() for r in rows], as_json=as_json, title=f"keys exported to {directory}")
 
