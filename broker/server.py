@@ -253,6 +253,7 @@ class Conn(asyncio.Protocol):
         self.lang = ""
         self.version = ""
         self.started = time.time()
+        self.rtt = 0  # ns: estimated at CONNECT, as nats-server does (service latency, broker/sharing.py)
         self.data_limit = NO_LIMIT  # the user JWT's ``data``: bytes this connection may publish
         self.data_used = 0
         self.lost = False
@@ -604,6 +605,7 @@ class Conn(asyncio.Protocol):
 
     # --- operations -----------------------------------------------------------------------
     def on_connect(self, opts: dict[str, Any]) -> None:
+        self.rtt = max(int((time.time() - self.started) * 1e9), 1)  # client.go processConnect computeRTT
         if self.connect_opts is None:
             self.connect_opts = opts
         else:

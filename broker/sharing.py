@@ -37,16 +37,27 @@ How it routes, as nats-server does:
   never apply (the broker is not in a cluster). Every transform function of nats-server is
   supported. A mapping nats-server refuses is left out, as nats-server leaves it out, and logged.
 
-Not implemented: service latency tracking (``service_latency``) and the ``share`` option's extra
-client details in ``Nats-Request-Info``; the broker measures no RTT, so that header has no
-``rtt``.
+* **Service latency** (an export's ``latency``, accounts.go ``TrackServiceExportWithSampling``,
+  ``shouldSample``, ``sendTrackingLatency``): on Singleton exports only. A request through a
+  service import is sampled by percentage or by a sampled trace header; its reply gets the
+  tracked suffix (``.<server hash>.T``), and its first response publishes a
+  ``io.nats.server.metric.v1.service_latency`` event on the results subject in the exporter
+  (requester details only with the import's ``share``; the responder always in detail). An
+  unanswered sampled request reports 400, 408, 503 or 504. Imports of exports without
+  ``latency`` only test ``ServiceImport.track``.
+
+Not implemented: the ``share`` option's extra client details (and ``rtt``) in
+``Nats-Request-Info``. A client's RTT is nats-server's estimate at CONNECT (``Conn.rtt``); the
+broker does not refine it with PING/PONG as nats-server does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import random
 import re
+import secrets
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -59,7 +70,7 @@ from trustkit.jwt.account import AccountClaims, is_revoked
 from trustkit.jwt.account import _contained_in as contained_in  # Go Subject.IsContainedIn
 from trustkit.jwt.activation import ActivationClaims
 from trustkit.jwt.decoder import decode
-from trustkit.jwt.types import SERVICE, STREAM, Export, Import, WeightedMapping
+from trustkit.jwt.types import SERVICE, STREAM, Export, Import, ServiceLatency, WeightedMapping
 
 if TYPE_CHECKING:
     from broker.server import Account, Broker, Conn, ConnSub
@@ -738,9 +749,10 @@ def _auth(exp: Export) -> _Auth | None:
 
 
 class ServiceExport:
-    """One service export of an account: its authorization, response type and threshold."""
+    """One service export of an account: its authorization, response type and threshold, and
+    its latency tracking (``latency``, set by :meth:`Sharing._track` when nats-server accepts it)."""
 
-    __slots__ = ("account", "auth", "resp_type", "subject", "threshold", "timer")
+    __slots__ = ("account", "auth", "latency", "resp_type", "subject", "threshold", "timer")
 
     def __init__(self, account: Account, exp: Export) -> None:
         self.account = account
@@ -752,6 +764,7 @@ class ServiceExport:
         ns = exp.response_threshold
         self.threshold = ns / 1e9 if ns > 0 else DEFAULT_RESPONSE_THRESHOLD
         self.timer: asyncio.TimerHandle | None = None
+        self.latency: Latency | None = None
 
 
 class StreamImport:
@@ -785,10 +798,14 @@ class StreamImport:
 class ServiceImport:
     """Go ``serviceImport``: requests on ``from_`` in the importing account go to ``to`` in
     ``acc``. With ``response`` set it is a pending response: messages on ``from_`` (a ``_R_``
-    reply) in the exporter go back to ``to`` (the original reply) in ``acc`` (the requester)."""
+    reply) in the exporter go back to ``to`` (the original reply) in ``acc`` (the requester).
+
+    ``track`` is None unless latency is tracked: on an import, the export's :class:`Latency`; on a
+    pending response, the :class:`Sample` of the request it answers."""
 
     __slots__ = (
-        "acc", "claim", "expires", "from_", "response", "rt", "se", "sub", "to", "tr", "ts", "use_pub",
+        "acc", "claim", "expires", "from_", "response", "rt", "se", "sub", "to", "tr", "track", "ts",
+        "use_pub",
     )  # fmt: skip
 
     def __init__(
@@ -812,6 +829,7 @@ class ServiceImport:
         self.use_pub = False
         self.tr: Transform | None = None
         self.sub: ImportSub | None = None
+        self.track: Latency | Sample | None = None
         if not response and _has_wildcard(to):
             if to == from_:
                 self.use_pub = True
@@ -963,6 +981,194 @@ def _reply_token() -> str:
     return "".join(out)
 
 
+# --- service latency (accounts.go ServiceLatency, shouldSample, sendTrackingLatency) ---------------
+
+#: nats-server ``ServiceLatencyType``
+SERVICE_LATENCY_TYPE = "io.nats.server.metric.v1.service_latency"
+#: the ``description`` of each status a latency result can carry (accounts.go)
+_LATENCY_ERRORS = {
+    400: "Bad Request",
+    408: "Request Timeout",
+    503: "Service Unavailable",
+    504: "Service Timeout",
+}
+_NUID_MAX_SEQ = 62**10
+_HEX = frozenset("0123456789abcdefABCDEF")
+_TOKEN_BYTES = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_SIGNED_HEX_RE = re.compile(r"[+-]?[0-9a-fA-F]+")
+# trace headers, as textproto canonicalizes them (accounts.go trcUber, trcCtx, trcB3, …)
+_TRC_UBER, _TRC_UBER_CTX = "Uber-Trace-Id", "Uberctx-"
+_TRC_CTX, _TRC_CTX_STATE = "Traceparent", "Tracestate"
+_TRC_B3, _TRC_B3_SAMPLED, _TRC_B3_ID = "B3", "X-B3-Sampled", "X-B3-Traceid"
+_B3_KEEP = (_TRC_B3_SAMPLED, _TRC_B3_ID, "X-B3-Parentspanid", "X-B3-Spanid")
+
+Header = dict[str, list[str]]
+
+
+class Latency:
+    """A service export's latency tracking (Go ``serviceLatency``): ``sampling`` 1-100 percent,
+    or 0 for requests that carry a sampled trace header; results go to ``results`` in the
+    exporting account."""
+
+    __slots__ = ("results", "sampling")
+
+    def __init__(self, sampling: int, results: str) -> None:
+        self.sampling = sampling
+        self.results = results
+
+
+class Sample:
+    """A request picked for latency tracking, kept on its pending response (Go ``serviceImport``'s
+    ``rc``, ``ts``, ``share``, ``trackingHdr``, ``didDeliver``)."""
+
+    __slots__ = ("delivered", "header", "latency", "rc", "share", "ts")
+
+    def __init__(self, latency: Latency, rc: Conn | None, share: bool, header: Header | None) -> None:
+        self.latency = latency
+        self.rc = rc  # the requester; None once a result was sent
+        self.share = share
+        self.header = header  # the trace headers that picked it
+        self.ts = time.time_ns()
+        self.delivered = False
+
+
+def _canonical_key(key: bytes) -> str | None:
+    """Go ``textproto.canonicalMIMEHeaderKey``: ``x-b3-traceid`` → ``X-B3-Traceid``; None for a key
+    textproto refuses (a byte outside a token; a space leaves the key as it is)."""
+    if not key:
+        return None
+    if not all(c in _TOKEN_BYTES for c in key):
+        if all(c in _TOKEN_BYTES or c == 0x20 for c in key):
+            return key.decode("latin-1")
+        return None
+    out = []
+    upper = True
+    for ch in key.decode("ascii"):
+        ch = ch.upper() if upper else ch.lower()
+        out.append(ch)
+        upper = ch == "-"
+    return "".join(out)
+
+
+def parse_header(headers: bytes) -> Header | None:
+    """A NATS header block as nats-server reads it for sampling (``parseState.getHeader``: the
+    version line skipped, then ``textproto.ReadMIMEHeader``); None if textproto refuses it."""
+    fields: list[bytes] = []
+    for line in headers.split(b"\r\n")[1:]:
+        if not line:
+            break
+        if line[0] in b" \t":  # a continued line: Go joins it to the one before, if there is one
+            if not fields:
+                return None
+            fields[-1] += b" " + line.strip(b" \t")
+        else:
+            fields.append(line.strip(b" \t"))
+    out: Header = {}
+    for field in fields:
+        key, sep, value = field.partition(b":")
+        name = _canonical_key(key) if sep else None
+        if name is None or any((c < 0x20 and c != 0x09) or c == 0x7F for c in value):
+            return None
+        out.setdefault(name, []).append(value.strip(b" \t").decode("utf-8", "surrogateescape"))
+    return out
+
+
+def should_sample(sampling: int, headers: bytes | None) -> tuple[bool, Header | None]:
+    """Go ``shouldSample``: is this request measured, and with which trace headers.
+
+    A percentage picks requests at random (as nats-server: ``rand(100) <= sampling``, so 1 is
+    about 2%); a request it does not pick, and every request with ``headers`` sampling, is
+    measured when a trace header says it is sampled: Uber (``uber-trace-id`` flags), B3
+    (``X-B3-Sampled``, ``X-B3-TraceId``, single ``b3``) or W3C ``traceparent`` flags."""
+    if sampling < 0:
+        return False, None
+    if sampling >= 100:
+        return True, None
+    if sampling > 0 and _rng.randrange(100) <= sampling:
+        return True, None
+    h = parse_header(headers) if headers else None
+    if not h:
+        return False, None
+    uber = h.get(_TRC_UBER)
+    if uber:
+        tk = uber[0].split(":")
+        if len(tk) == 4 and 0 < len(tk[3]) <= 2:
+            flag = tk[3][-1]  # Go decodes "0" + the last of the (one or two) flag digits
+            if flag in _HEX and int(flag, 16) & 1:
+                picked = {_TRC_UBER: uber}
+                picked.update((k, v) for k, v in h.items() if k.startswith(_TRC_UBER_CTX))
+                return True, picked
+        return False, None
+    sampled = h.get(_TRC_B3_SAMPLED)
+    if sampled and sampled[0] == "1":
+        return True, {k: h[k] for k in _B3_KEEP if k in h}
+    if sampled and sampled[0] == "0":
+        return False, None
+    if _TRC_B3_ID in h:
+        return True, {k: h[k] for k in _B3_KEEP if k in h}
+    b3 = h.get(_TRC_B3)
+    if b3:
+        tk = b3[0].split("-")
+        if (len(tk) > 2 and tk[2] == "0") or (len(tk) == 1 and tk[0] == "0"):
+            return False, None
+        return True, {_TRC_B3: b3}
+    ctx = h.get(_TRC_CTX)
+    if ctx:
+        tk = ctx[0].split("-")
+        # Go strconv.ParseInt(flags, 16, 8): a signed 8-bit value, else not sampled
+        if len(tk) == 4 and len(tk[3].encode()) == 2 and _SIGNED_HEX_RE.fullmatch(tk[3]):
+            flags = int(tk[3], 16)
+            if -128 <= flags <= 127 and flags & 1:
+                picked = {_TRC_CTX: ctx}
+                if _TRC_CTX_STATE in h:
+                    picked[_TRC_CTX_STATE] = h[_TRC_CTX_STATE]
+                return True, picked
+    return False, None
+
+
+def rfc3339nano(ns: int) -> str:
+    """A UTC time in nanoseconds as Go marshals a ``time.Time`` (RFC 3339, trailing zeros of the
+    fraction dropped)."""
+    sec, frac = divmod(ns, 1_000_000_000)
+    text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
+    if frac:
+        text += "." + f"{frac:09d}".rstrip("0")
+    return text + "Z"
+
+
+class _Nuid:
+    """Event ids as nats.io ``nuid`` makes them: 12 random base62 characters, then a 10-character
+    sequence that grows by a random step."""
+
+    __slots__ = ("inc", "pre", "seq")
+
+    def __init__(self) -> None:
+        self.pre = ""
+        self.seq = self.inc = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self.pre = "".join(_BASE62[b % 62] for b in secrets.token_bytes(12))
+        self.seq = _rng.randrange(_NUID_MAX_SEQ)
+        self.inc = 33 + _rng.randrange(300)
+
+    def next(self) -> str:
+        self.seq += self.inc
+        if self.seq >= _NUID_MAX_SEQ:
+            self._reset()
+        n = self.seq
+        tail = []
+        for _ in range(10):
+            tail.append(_BASE62[n % 62])
+            n //= 62
+        return self.pre + "".join(reversed(tail))
+
+
+def _server_hash(name: str) -> str:
+    """Go ``getHash``: 8 base62 characters from the SHA-256 of the server name."""
+    return "".join(_BASE62[b % 62] for b in hashlib.sha256(name.encode()).digest()[:8])
+
+
 # --- the broker's sharing state -------------------------------------------------------------------
 
 
@@ -974,6 +1180,8 @@ class Sharing:
         self.importers: dict[str, set[str]] = {}  # exporter key -> keys of accounts importing from it
         self.chain: list[ServiceImport] = []  # service imports of the message being carried
         self._busy: set[str] = set()  # accounts being wired (an import may load its exporter)
+        self._ids = _Nuid()  # ids of latency events
+        self._suffix = ""  # see _tracked_suffix
 
     # --- loading ----------------------------------------------------------------------------
     def load(self, account: Account, *, refresh: bool = True) -> None:
@@ -1015,7 +1223,9 @@ class Sharing:
                     if exp.type == STREAM:
                         links.stream_exports[exp.subject] = _auth(exp)
                     elif exp.type == SERVICE:
-                        links.service_exports[exp.subject] = ServiceExport(account, exp)
+                        se = links.service_exports[exp.subject] = ServiceExport(account, exp)
+                        if exp.service_latency is not None:
+                            se.latency = self._track(account, links, se, exp.service_latency)
                 self._wire_imports(account, links, claims)
 
     def account_updated(self, key: str) -> None:
@@ -1128,6 +1338,8 @@ class Sharing:
         assert exporter.links is not None  # authorized, so it has exports
         se = exporter.links.service_export(to)
         si = ServiceImport(exporter, from_, to, se=se, claim=imp, expires=expires)
+        if se is not None and se.latency is not None:
+            si.track = se.latency
         links.services.setdefault(si.from_, []).append(si)
 
     # --- authorization (checkStreamImportAuthorized / checkServiceImportAuthorized) ---------------
@@ -1334,7 +1546,10 @@ class Sharing:
                 continue
             for exporter, nrr in links.rr.pop(reply, ()):
                 if exporter.links is not None:
-                    exporter.links.responses.pop(nrr, None)
+                    rsi = exporter.links.responses.pop(nrr, None)
+                    sample = rsi.track if rsi is not None else None
+                    if isinstance(sample, Sample) and sample.rc is not None and not sample.delivered:
+                        self._send_error(exporter, sample, 408)  # sendReplyInterestLostTrackLatency
 
     # --- delivery ------------------------------------------------------------------------------
     def deliver(
@@ -1387,12 +1602,22 @@ class Sharing:
         dest = si.acc
         rsi: ServiceImport | None = None
         nrr: str | None = None
+        sample: Sample | None = None
+        track = si.track
+        if track is not None:  # latency tracking: only where an export asks for it
+            if isinstance(track, Latency):
+                sample = self._sample(track, si, sender, headers)
+            elif not track.delivered:  # the first response to a sampled request: measure it
+                track.delivered = True
+                self._send_tracking(acc, track, sender)
         if reply:
             if reply.startswith("$JS.ACK."):
                 nrr = reply
             else:
-                rsi = self._add_response(si, acc, reply)
+                rsi = self._add_response(si, acc, reply, sample)
                 nrr = rsi.from_ if rsi is not None else None
+        elif sample is not None:  # a sampled request nobody can answer (sendBadRequestTrackingLatency)
+            self._send_error(dest, sample, 400)
         to = si.to
         if si.tr is not None:
             to = si.tr.apply(subject)
@@ -1413,9 +1638,9 @@ class Sharing:
             si.ts = time.monotonic()
         if not delivered or (si.response and (si.rt == SINGLETON or (not payload and headers is None))):
             if si.response:
-                self._remove_response(acc, si)
+                self._remove_response(acc, si, 0 if delivered else 503)
             elif rsi is not None:
-                self._remove_response(dest, rsi)
+                self._remove_response(dest, rsi, 503)
         return delivered
 
     @staticmethod
@@ -1430,9 +1655,12 @@ class Sharing:
         return _go_json({"acc": acc.key})
 
     # --- pending responses (addRespServiceImport / removeRespServiceImport) -----------------------
-    def _add_response(self, si: ServiceImport, acc: Account, reply: str) -> ServiceImport | None:
+    def _add_response(
+        self, si: ServiceImport, acc: Account, reply: str, sample: Sample | None = None
+    ) -> ServiceImport | None:
         """Record that a response on a new ``_R_`` reply in ``si.acc`` goes back to ``reply`` in
-        ``acc``; the reply's wildcard subscription is made on first use."""
+        ``acc``; the reply's wildcard subscription is made on first use. A request ``sample``d for
+        latency tracking gets nats-server's tracked reply (``<reply>.<server hash>.T``)."""
         owner = si.acc
         links = owner.links
         if links is None:  # an exporter always has links; a requester that is now an exporter of a
@@ -1441,9 +1669,13 @@ class Sharing:
             links.reply_prefix = "_R_." + _reply_token() + "."
             owner.router.insert(ResponseSub(owner, links.reply_prefix + ">", links.resp_conn))
         nrr = links.reply_prefix + _reply_token()
+        if sample is not None:
+            nrr += self._tracked_suffix()
         rsi = ServiceImport(acc, nrr, reply, se=si.se, response=True)
         rsi.rt = si.rt
         rsi.ts = time.monotonic()
+        if sample is not None and rsi.rt == SINGLETON:
+            rsi.track = sample
         links.responses[nrr] = rsi
         if si.se is not None:
             self._arm_threshold(si.se, owner)
@@ -1451,10 +1683,15 @@ class Sharing:
             acc.links.rr.setdefault(reply, []).append((owner, nrr))
         return rsi
 
-    def _remove_response(self, owner: Account, rsi: ServiceImport) -> None:
+    def _remove_response(self, owner: Account, rsi: ServiceImport, status: int = 0) -> None:
+        """Forget a pending response. ``status`` says why (Go ``rsiReason``): 0 answered, 503 not
+        delivered, 504 the threshold passed; a sampled request never answered reports it."""
         links = owner.links
         if links is not None:
             links.responses.pop(rsi.from_, None)
+        sample = rsi.track
+        if isinstance(sample, Sample) and sample.rc is not None and not sample.delivered:
+            self._send_error(owner, sample, status)
         dest = rsi.acc.links
         if dest is not None:
             entries = dest.rr.get(rsi.to)
@@ -1481,6 +1718,158 @@ class Sharing:
         mine = [rsi for rsi in links.responses.values() if rsi.se is se]
         expired = [rsi for rsi in mine if rsi.ts <= cutoff]
         for rsi in expired:
-            self._remove_response(owner, rsi)
+            self._remove_response(owner, rsi, 504)
         if len(mine) > len(expired):
             self._arm_threshold(se, owner)
+
+    # --- service latency (TrackServiceExportWithSampling, sendTrackingLatency, …) ------------------
+    def _track(
+        self, account: Account, links: Links, se: ServiceExport, lat: ServiceLatency
+    ) -> Latency | None:
+        """Go ``TrackServiceExportWithSampling`` for an export's ``latency``: None (and a log line)
+        where nats-server refuses to track it."""
+        sampling, results = lat.sampling, lat.results
+        if sampling != 0 and not 1 <= sampling <= 100:
+            why = "bad sampling percentage, should be 1-100"
+        elif not _valid_subject(results) or _has_wildcard(results):
+            why = "invalid publish subject"
+        elif links.service_export(results) is not None:
+            why = "invalid publish subject"  # results on a service export would loop back
+        elif se.resp_type != SINGLETON:
+            why = "bad service response type"
+        else:
+            return Latency(sampling, results)
+        self.broker.log(f"account {account.key}: latency tracking of {se.subject!r} left out: {why}")
+        return None
+
+    def _sample(
+        self, lat: Latency, si: ServiceImport, sender: Conn | None, headers: bytes | None
+    ) -> Sample | None:
+        """A request to a tracked export: measured (a :class:`Sample`), or None."""
+        picked, header = should_sample(lat.sampling, headers)
+        if not picked:
+            return None
+        return Sample(lat, sender, si.claim is not None and si.claim.share, header)
+
+    def _tracked_suffix(self) -> str:
+        """``.<server hash>.T``: what nats-server appends to the reply of a sampled request."""
+        if not self._suffix:
+            self._suffix = "." + _server_hash(str(self.broker.info_base.get("server_name", ""))) + ".T"
+        return self._suffix
+
+    def _client(self, conn: Conn | None, detailed: bool) -> dict[str, Any] | None:
+        """Go ``client.getClientInfo``: the account and RTT, and with ``detailed`` (the import's
+        ``share``, and always for the responder) who the client is, in ``ClientInfo`` field order
+        with empty fields left out."""
+        if conn is None:
+            return None
+        acct = conn.account
+        acc = acct.key if acct is not None else "N/A"
+        rtt = conn.rtt
+        if not detailed:
+            return {"acc": acc, "rtt": rtt} if rtt else {"acc": acc}
+        opts = conn.connect_opts or {}
+        grant = conn.grant
+        user_jwt = opts.get("jwt") if isinstance(opts.get("jwt"), str) else ""
+        if opts.get("nkey"):
+            user = str(opts["nkey"])
+        elif opts.get("user"):
+            user = str(opts["user"])
+        elif user_jwt and grant is not None:
+            user = grant.user.sub
+        else:
+            user = "[REDACTED]" if opts.get("auth_token") else ""
+        issuer, name_tag, tags = "", "", None
+        if grant is not None:  # issuerForClient; nameTag and tags come from a user JWT
+            issuer = grant.signing_key or acc
+            if grant.signing_key:
+                name_tag, tags = grant.user.name, list(grant.user.tags)
+        info = {
+            "start": rfc3339nano(int(conn.started * 1e9)),
+            "host": conn.client_ip,
+            "id": conn.cid,
+            "acc": acc,
+            "user": user,
+            "name": conn.name,
+            "lang": conn.lang,
+            "ver": conn.version,
+            "rtt": rtt,
+            "server": self.broker.info_base.get("server_name"),
+            "jwt": user_jwt,
+            "issuer_key": issuer,
+            "name_tag": name_tag,
+            "tags": tags,
+            "kind": "Client",
+            "client_type": "nats",
+        }
+        return {k: v for k, v in info.items() if v}
+
+    def _send_tracking(self, owner: Account, sample: Sample, responder: Conn | None) -> None:
+        """Go ``sendTrackingLatency``: the response to a sampled request reached ``owner`` (the
+        exporter); publish status 200 with the service, system and total latencies."""
+        rc = sample.rc
+        if rc is None:
+            return
+        now = time.time_ns()
+        service_rtt = now - sample.ts
+        requestor = self._client(rc, sample.share)
+        resp = self._client(responder, True)
+        req_rtt = rc.rtt
+        resp_rtt = responder.rtt if responder is not None else 0
+        total = req_rtt + service_rtt
+        system = 0
+        if resp_rtt > 0:
+            system = time.time_ns() - now
+            total += system
+        service = max(service_rtt - resp_rtt, 0)  # sanitizeLatencyMetric
+        start = sample.ts - req_rtt
+        self._publish_latency(owner, sample, 200, requestor, resp, start, service, system, total)
+
+    def _send_error(self, owner: Account, sample: Sample, status: int) -> None:
+        """A sampled request that got no response: 400 (no reply subject), 408 (the requester
+        stopped listening), 503 (nobody in the exporter took it), 504 (the threshold passed)."""
+        rc = sample.rc
+        requestor = self._client(rc, sample.share)
+        start = sample.ts - (rc.rtt if rc is not None else 0)
+        self._publish_latency(owner, sample, status, requestor, None, start, 0, 0, 0)
+
+    def _publish_latency(
+        self,
+        owner: Account,
+        sample: Sample,
+        status: int,
+        requestor: dict[str, Any] | None,
+        responder: dict[str, Any] | None,
+        start: int,
+        service: int,
+        system: int,
+        total: int,
+    ) -> None:
+        """Publish a ``ServiceLatency`` event (Go field order, durations in nanoseconds, times in
+        RFC 3339) on the export's results subject in ``owner``, as the server's own message."""
+        sample.rc = None
+        msg: dict[str, Any] = {
+            "type": SERVICE_LATENCY_TYPE,
+            "id": self._ids.next(),
+            "timestamp": rfc3339nano(time.time_ns()),
+            "status": status,
+        }
+        if status in _LATENCY_ERRORS:
+            msg["description"] = _LATENCY_ERRORS[status]
+        if requestor is not None:
+            msg["requestor"] = requestor
+        if responder is not None:
+            msg["responder"] = responder
+        if sample.header:
+            msg["header"] = dict(sorted(sample.header.items()))  # Go marshals a map's keys sorted
+        msg["start"] = rfc3339nano(start)
+        msg["service"] = service
+        msg["system"] = system
+        msg["total"] = total
+        # sent as a fresh message of the server (nats-server queues it for its send loop): not
+        # part of the service chain being carried
+        chain, self.chain = self.chain, []
+        try:
+            self.broker.deliver(owner, None, sample.latency.results, None, None, orjson.dumps(msg))
+        finally:
+            self.chain = chain
