@@ -9,7 +9,7 @@ report contains one.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,6 @@ __all__ = [
     "AuthCalloutEdit",
     "ClaimEdit",
     "DeletedUser",
-    "EditReport",
     "Edited",
     "EntityReport",
     "InitReport",
@@ -397,14 +396,17 @@ def add_account(
     return EntityReport("account", name, acct.public_key, str(path))
 
 
-def _operator_signer(ws: Workspace, op: OperatorClaims) -> KeyPair:
-    """The operator identity key, or (strict operators) the first signing key in the keystore."""
-    candidates = ([] if op.strict_signing_key_usage else [op.sub]) + list(op.signing_keys)
-    for key in candidates:
+def _operator_signer(
+    ws: Workspace, op: OperatorClaims, *, purpose: str = "sign accounts", name: str | None = None
+) -> KeyPair:
+    """The operator identity key, or (strict operators) the first signing key in the keystore:
+    the key that signs accounts and, as nsc's ``obtainRequestKey``, delete requests.
+    Raises :class:`StoreError` naming the operator (``name``, else its JWT's) and the ``purpose``."""
+    for key in op.trusted_keys():
         kp = ws.keystore.get_key(key)
         if kp is not None:
             return kp
-    raise StoreError(f"no key of operator {op.name!r} that may sign accounts is in the keystore")
+    raise StoreError(f"no key of operator {name or op.name!r} that may {purpose} is in the keystore")
 
 
 def _check_new_user(store: Store, account: str, name: str) -> AccountClaims:
@@ -563,6 +565,17 @@ def _resign_account(
     return store.write_account_jwt(claims.encode(signer, iat=max(now, claims.iat + 1)))
 
 
+def _store_seeds_and_resign(
+    ws: Workspace, store: Store, claims: AccountClaims, account: str, seeds: Sequence[KeyPair], *, now: int
+) -> Path:
+    """Validate the edited ``account``, store the ``seeds`` of its new keys, then re-sign and
+    store it (:func:`_resign_account`): a seed is stored only for claims that are valid."""
+    _refuse_invalid(claims, now, f"account {account!r}")
+    for kp in seeds:
+        ws.keystore.store_key(kp)
+    return _resign_account(ws, store, claims, now=now)
+
+
 def user_creds(ws: Workspace, operator: str, account: str, user: str) -> bytes:
     """``nsc generate creds``: the user's JWT from the store with its seed from the keystore."""
     store = ws.open(operator)
@@ -665,6 +678,16 @@ class SigningKeyReport:
         }
 
 
+def _refuse_taken_role(claims: AccountClaims, account: str, role: str, *, key: str | None = None) -> None:
+    """A role names one scoped signing key of an account (``key``: the one being edited)."""
+    taken = [k for k, s in claims.signing_keys.items() if k != key and s is not None and s.role == role]
+    if taken:
+        raise StoreError(
+            f"account {account!r} already has a signing key with role {role!r} ({taken[0]})",
+            code="store_exists",
+        )
+
+
 def add_signing_key(
     ws: Workspace,
     operator: str,
@@ -672,18 +695,13 @@ def add_signing_key(
     *,
     role: str,
     now: int,
-    allow_pub: Sequence[str] = (),
-    allow_sub: Sequence[str] = (),
-    deny_pub: Sequence[str] = (),
-    deny_sub: Sequence[str] = (),
-    allow_pub_response: int | None = None,
-    response_ttl_ns: int = 0,
-    bearer: bool = False,
+    template: UserPermissionLimits,
     description: str = "",
 ) -> SigningKeyReport:
     """A new *scoped* signing key for ``account`` in one step (nsc needs ``edit account --sk``
-    then ``edit signing-key``, nsc #633): generate it, add a ``user_scope`` whose template holds
-    the given permissions (limits unlimited), re-sign the account, store the seed.
+    then ``edit signing-key``, nsc #633): generate it, add a ``user_scope`` with this
+    ``template`` (nsc's permission flags: :func:`permission_limits`, limits unlimited), re-sign
+    the account, store the seed.
 
     Users signed with it (``add_user(signing_key=role)``) get the template's permissions from the
     server. Raises :class:`StoreError` (``store_usage`` empty role, ``store_exists`` role taken)
@@ -693,21 +711,11 @@ def add_signing_key(
         raise StoreError("a scoped signing key needs a role (no surrounding spaces)", code="store_usage")
     store = ws.open(operator)
     claims = store.account_claims(account)
-    taken = [k for k, s in claims.signing_keys.items() if s is not None and s.role == role]
-    if taken:
-        raise StoreError(
-            f"account {account!r} already has a signing key with role {role!r} ({taken[0]})",
-            code="store_exists",
-        )
+    _refuse_taken_role(claims, account, role)
     kp = KeyPair.generate(PrefixByte.ACCOUNT)
-    template = permission_limits(
-        allow_pub, allow_sub, deny_pub, deny_sub, allow_pub_response, response_ttl_ns, bearer
-    )
     scope = UserScope(role=role, template=template, description=description)
     claims.add_signing_key(kp.public_key, scope)
-    _refuse_invalid(claims, now, f"account {account!r}")
-    ws.keystore.store_key(kp)
-    path = _resign_account(ws, store, claims, now=now)
+    path = _store_seeds_and_resign(ws, store, claims, account, [kp], now=now)
     return SigningKeyReport(account, kp.public_key, role, description, template.to_json(), str(path))
 
 
@@ -766,33 +774,11 @@ class AccountEdit:
         )
 
 
-@dataclass(frozen=True)
-class EditReport:
-    kind: str
-    name: str
-    public_key: str
-    path: str
-    changes: list[str]
-    signing_keys_added: list[str]
-    signing_keys_removed: list[str]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "name": self.name,
-            "public_key": self.public_key,
-            "jwt": self.path,
-            "changes": self.changes,
-            "signing_keys_added": self.signing_keys_added,
-            "signing_keys_removed": self.signing_keys_removed,
-        }
-
-
 def _show(value: object) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def edit_account(ws: Workspace, operator: str, account: str, edit: AccountEdit, *, now: int) -> EditReport:
+def edit_account(ws: Workspace, operator: str, account: str, edit: AccountEdit, *, now: int) -> Edited:
     """``nsc edit account``: limits, ``disallow_bearer``, JetStream limits (global or per tier),
     signing keys added (generated or given) and removed; re-signed with the operator key.
 
@@ -826,26 +812,51 @@ def edit_account(ws: Workspace, operator: str, account: str, edit: AccountEdit, 
             if value is not None:
                 setattr(target, key, value)
                 changes.append(f"{where}.{key}={_show(value)}")
+    new_keys, added, removed = _edit_signing_keys(
+        edit,
+        PrefixByte.ACCOUNT,
+        f"account {account!r}",
+        claims.sub,
+        claims.signing_keys,
+        add=claims.add_signing_key,
+        remove=claims.signing_keys.__delitem__,
+    )
+    path = _store_seeds_and_resign(ws, store, claims, account, new_keys, now=now)
+    details = {"signing_keys_added": added, "signing_keys_removed": removed}
+    return Edited("account", account, claims.sub, str(path), changes, details)
+
+
+def _edit_signing_keys(
+    edit: AccountEdit | OperatorEdit,
+    kind: PrefixByte,
+    owner: str,
+    identity: str,
+    keys: Collection[str],
+    *,
+    add: Callable[[str], None],
+    remove: Callable[[str], None],
+) -> tuple[list[KeyPair], list[str], list[str]]:
+    """nsc's ``--rm-sk`` then ``--sk`` of ``edit account`` and ``edit operator``: remove, then add
+    the given public keys and ``generate_signing_keys`` new ones (of ``kind``) to ``keys``, the
+    signing keys of ``owner`` (``add``/``remove`` change them). Returns (the generated key
+    pairs, not yet stored; the keys added; the keys removed). Raises :class:`StoreError`
+    (``store_not_found``, ``store_usage``, ``store_exists``)."""
     removed: list[str] = []
     for key in dict.fromkeys(edit.remove_signing_keys):
-        if key not in claims.signing_keys:
-            raise StoreError(f"{key} is not a signing key of account {account!r}", code="store_not_found")
-        del claims.signing_keys[key]
+        if key not in keys:
+            raise StoreError(f"{key} is not a signing key of {owner}", code="store_not_found")
+        remove(key)
         removed.append(key)
-    new_keys = [KeyPair.generate(PrefixByte.ACCOUNT) for _ in range(edit.generate_signing_keys)]
+    new_keys = [KeyPair.generate(kind) for _ in range(edit.generate_signing_keys)]
     added: list[str] = []
     for key in [*edit.add_signing_keys, *(kp.public_key for kp in new_keys)]:
-        if not nkeys.is_valid_public_key(key, PrefixByte.ACCOUNT):
-            raise StoreError(f"{key!r} is not an account public key", code="store_usage")
-        if key == claims.sub or key in claims.signing_keys:
-            raise StoreError(f"{key} is already a key of account {account!r}", code="store_exists")
-        claims.add_signing_key(key)
+        if not nkeys.is_valid_public_key(key, kind):
+            raise StoreError(f"{key!r} is not an {kind.label} public key", code="store_usage")
+        if key == identity or key in keys:
+            raise StoreError(f"{key} is already a key of {owner}", code="store_exists")
+        add(key)
         added.append(key)
-    _refuse_invalid(claims, now, f"account {account!r}")
-    for kp in new_keys:
-        ws.keystore.store_key(kp)
-    path = _resign_account(ws, store, claims, now=now)
-    return EditReport("account", account, claims.sub, str(path), changes, added, removed)
+    return new_keys, added, removed
 
 
 # --- deleting users -----------------------------------------------------------------------------
@@ -1323,12 +1334,7 @@ def edit_signing_key(
     if role is not None:
         if not role or role != role.strip():
             raise StoreError("a role may not be empty or have surrounding spaces", code="store_usage")
-        taken = [k for k, s in claims.signing_keys.items() if k != key and s is not None and s.role == role]
-        if taken:
-            raise StoreError(
-                f"account {account!r} already has a signing key with role {role!r} ({taken[0]})",
-                code="store_exists",
-            )
+        _refuse_taken_role(claims, account, role, key=key)
         if role != scope.role:
             scope.role = role
             changes.append(f"role={role}")
@@ -1462,21 +1468,15 @@ def edit_operator(ws: Workspace, operator: str, edit: OperatorEdit, *, now: int)
     if edit.rm_account_server_url and op.account_server_url:
         op.account_server_url = ""
         changes.append("-account_server_url")
-    removed: list[str] = []
-    for key in dict.fromkeys(edit.remove_signing_keys):
-        if key not in op.signing_keys:
-            raise StoreError(f"{key} is not a signing key of operator {operator!r}", code="store_not_found")
-        op.signing_keys.remove(key)
-        removed.append(key)
-    new_keys = [KeyPair.generate(PrefixByte.OPERATOR) for _ in range(edit.generate_signing_keys)]
-    added: list[str] = []
-    for key in [*edit.add_signing_keys, *(kp.public_key for kp in new_keys)]:
-        if not nkeys.is_valid_public_key(key, PrefixByte.OPERATOR):
-            raise StoreError(f"{key!r} is not an operator public key", code="store_usage")
-        if key == op.sub or key in op.signing_keys:
-            raise StoreError(f"{key} is already a key of operator {operator!r}", code="store_exists")
-        op.signing_keys.append(key)
-        added.append(key)
+    new_keys, added, removed = _edit_signing_keys(
+        edit,
+        PrefixByte.OPERATOR,
+        f"operator {operator!r}",
+        op.sub,
+        op.signing_keys,
+        add=op.signing_keys.append,
+        remove=op.signing_keys.remove,
+    )
     if edit.require_signing_keys is not None and edit.require_signing_keys != op.strict_signing_key_usage:
         op.strict_signing_key_usage = edit.require_signing_keys
         changes.append(f"strict_signing_key_usage={_show(edit.require_signing_keys)}")
@@ -1646,18 +1646,10 @@ def edit_authcallout(
             if xkey != auth.xkey:
                 auth.xkey = xkey
                 changes.append(f"xkey={xkey}")
-    _refuse_invalid(claims, now, f"account {account!r}")
-    if new_curve is not None:
-        ws.keystore.store_key(new_curve)
-    path = _resign_account(ws, store, claims, now=now)
-    return Edited(
-        "authcallout",
-        account,
-        claims.sub,
-        str(path),
-        changes,
-        {"authorization": claims.authorization.to_json()},
-    )
+    seeds = [] if new_curve is None else [new_curve]
+    path = _store_seeds_and_resign(ws, store, claims, account, seeds, now=now)
+    details = {"authorization": claims.authorization.to_json()}
+    return Edited("authcallout", account, claims.sub, str(path), changes, details)
 
 
 # --- pull: verify account JWTs read from a server, then store them ------------------------------
@@ -1858,14 +1850,8 @@ def prune_candidates(ws: Workspace, operator: str, server_accounts: Sequence[Seq
 def operator_request_key(ws: Workspace, operator: str) -> KeyPair:
     """The key that signs a delete request (nsc ``obtainRequestKey``): the operator identity key
     (unless it requires signing keys), else its first signing key in the keystore."""
-    store = ws.open(operator)
-    op = store.operator_claims()
-    keys = ([] if op.strict_signing_key_usage else [op.sub]) + list(op.signing_keys)
-    for key in keys:
-        kp = ws.keystore.get_key(key)
-        if kp is not None:
-            return kp
-    raise StoreError(f"no key of operator {operator!r} that may delete accounts is in the keystore")
+    op = ws.open(operator).operator_claims()
+    return _operator_signer(ws, op, purpose="delete accounts", name=operator)
 
 
 # --- rotate an account signing key --------------------------------------------------------------
@@ -1956,9 +1942,7 @@ def rotate_signing_key(
         _refuse_invalid(uc, now, f"user {name!r}")
         plan.append((name, uc, uc.encode(new, iat=now)))
     claims.add_signing_key(new.public_key, new_scope)
-    _refuse_invalid(claims, now, f"account {account!r}")
-    ws.keystore.store_key(new)
-    _resign_account(ws, store, claims, now=now)
+    _store_seeds_and_resign(ws, store, claims, account, [new], now=now)
     users: list[RotatedUser] = []
     for i, (name, uc, token) in enumerate(plan, 1):
         path = store.user_jwt_path(account, name)

@@ -190,14 +190,17 @@ class NscCommand(TyperCommand):
 
 
 def _build(name: str, module: str, attr: str) -> Any:
-    """The click command for ``trustkit.cli.<module>.<attr>`` (imported and converted once)."""
+    """The click command for ``trustkit.cli.<module>.<attr>`` (imported and converted once; its
+    option groups unfolded, see :class:`trustkit.cli.common.OptionGroup`)."""
     cmd = _BUILT.get((module, attr))
     if cmd is None:
         import importlib
 
+        from trustkit.cli.common import unfold_option_groups
+
         fn = getattr(importlib.import_module(f"trustkit.cli.{module}"), attr)
         one = typer.Typer(add_completion=False)
-        one.command(name, cls=NscCommand)(handles_errors(fn))
+        one.command(name, cls=NscCommand)(handles_errors(unfold_option_groups(fn)))
         cmd = _BUILT[(module, attr)] = typer.main.get_command(one)
     return cmd
 

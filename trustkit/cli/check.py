@@ -8,17 +8,13 @@ from typing import Annotated
 import typer
 
 from trustkit.cli.common import (
+    OPERATOR,
     AccountOpt,
-    ConfigDir,
-    DataDir,
     JsonFlag,
-    KeystoreDir,
-    OperatorOpt,
+    OperatorOptions,
     now,
     parse_duration_s,
     pick_account,
-    pick_operator,
-    workspace,
 )
 from trustkit.cli.output import emit
 
@@ -30,18 +26,14 @@ def expirations_cmd(
     all_entities: Annotated[
         bool, typer.Option("--all", help="List every entity, also those not expiring.")
     ] = False,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    where: OperatorOptions = OPERATOR,
     as_json: JsonFlag = False,
 ) -> None:
     """Operator, accounts and users that have expired or expire within the window."""
     from trustkit.audit import expirations
 
     window = parse_duration_s(within)
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
+    ws, op = where.open()
     rows = expirations(ws, op, now=now(), within=window, include_all=all_entities)
     emit([r.to_json() for r in rows], as_json=as_json, title=f"expirations within {within}")
 
@@ -51,10 +43,7 @@ def validate_cmd(
     all_accounts: Annotated[
         bool, typer.Option("--all", "-A", "--all-accounts", help="Every account of the operator.")
     ] = False,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    where: OperatorOptions = OPERATOR,
     as_json: JsonFlag = False,
 ) -> None:
     """Verify and validate the store's JWTs and the chain of trust between them.
@@ -64,8 +53,7 @@ def validate_cmd(
     from trustkit.audit import validate_store
     from trustkit.errors import ClaimsInvalidError, exit_status
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
+    ws, op = where.open()
     accounts = None if all_accounts else [pick_account(ws, op, account)]
     report = validate_store(ws, op, now=now(), accounts=accounts)
     emit(report.to_json(), as_json=as_json, title=f"validate {op}")

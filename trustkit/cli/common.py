@@ -1,14 +1,20 @@
-"""Options every store command shares, and how the operator/account are chosen."""
+"""Options every store command shares, and how the operator/account are chosen.
+
+Options that several commands declare alike are declared once: one ``Annotated`` alias per
+option, and an :class:`OptionGroup` for a run of options that commands declare together (the
+store directories, ``--operator``/``--account``, the permission flags of ``edit user``…).
+"""
 
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypedDict
 
 import typer
 
 if TYPE_CHECKING:
-    from trustkit.manage import Workspace
+    from trustkit.manage import PermissionEdit, Workspace
 
 ConfigDir = Annotated[str | None, typer.Option("--config-dir", help="nsc config dir (context file).")]
 DataDir = Annotated[str | None, typer.Option("--data-dir", help="Directory holding operator stores.")]
@@ -16,14 +22,139 @@ KeystoreDir = Annotated[str | None, typer.Option("--keystore-dir", help="Directo
 OperatorOpt = Annotated[str | None, typer.Option("--operator", help="Operator (default: the context's).")]
 AccountOpt = Annotated[str | None, typer.Option("--account", "-a", help="Account (default: the context's).")]
 JsonFlag = Annotated[bool, typer.Option("--json", "-J", help="Machine-readable JSON on stdout.")]
+#: ``--name`` of the commands whose entity is an account (``edit account``, ``describe account``)
+AccountName = Annotated[str | None, typer.Option("--name", "-n", help="Account (default: the context's).")]
+UserName = Annotated[str, typer.Option("--name", "-n", help="User name.")]
+ExpiryOpt = Annotated[
+    str | None, typer.Option("--expiry", help="Expires: 0 (never), yyyy-mm-dd, unix seconds or a duration.")
+]
 
 
-def workspace(config_dir: str | None, data_dir: str | None, keystore_dir: str | None) -> Workspace:
-    from trustkit.manage import Workspace, environment
+# --- option groups ------------------------------------------------------------------------------
 
-    return Workspace.from_env(
-        environment(), config_dir=config_dir, data_dir=data_dir, keystore_dir=keystore_dir
-    )
+
+class OptionGroup:
+    """A run of options that several commands declare together, declared once (typer has no
+    option groups).
+
+    A subclass declares its options as class attributes, ``name: Annotated[type,
+    typer.Option(...)] = default``, its own before those of its base classes; an attribute
+    without a ``typer.Option`` is only typed here (a subclass declares the option). A command
+    parameter annotated with the subclass stands for these options, at its place on the
+    command line and in ``--help``, and receives one instance holding their values:
+    :func:`unfold_option_groups` rewrites the command for typer when it is built, so the
+    declarations cost start-up time only for the command that runs.
+    """
+
+    def __init__(self, **values: Any) -> None:
+        for name, value in values.items():
+            setattr(self, name, value)
+
+    @classmethod
+    def options(cls) -> dict[str, tuple[Any, Any]]:
+        """The options, in order: attribute name → (its ``Annotated`` type, its default)."""
+        from typing import get_type_hints
+
+        from typer.models import ParameterInfo
+
+        hints = get_type_hints(cls, include_extras=True)
+        names = dict.fromkeys(n for klass in cls.__mro__ for n in vars(klass).get("__annotations__", {}))
+        return {
+            name: (hints[name], getattr(cls, name))
+            for name in names
+            if any(isinstance(m, ParameterInfo) for m in getattr(hints[name], "__metadata__", ()))
+        }
+
+
+def unfold_option_groups(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` as typer is to see it: each parameter annotated with an :class:`OptionGroup`
+    replaced by the group's options, whose values reach ``fn`` as one instance of the group.
+    ``fn`` itself when it has no group."""
+    import inspect
+    from functools import wraps
+
+    signature = inspect.signature(fn, eval_str=True)
+    params: list[inspect.Parameter] = []
+    groups: dict[str, tuple[type[OptionGroup], list[str]]] = {}
+    for param in signature.parameters.values():
+        group = param.annotation
+        if isinstance(group, type) and issubclass(group, OptionGroup):
+            options = group.options()
+            groups[param.name] = (group, list(options))
+            params += [
+                inspect.Parameter(n, param.kind, default=d, annotation=a) for n, (a, d) in options.items()
+            ]
+        else:
+            params.append(param)
+    if not groups:
+        return fn
+
+    @wraps(fn)
+    def unfolded(**values: Any) -> Any:
+        for name, (group, options) in groups.items():
+            values[name] = group(**{o: values.pop(o) for o in options})
+        return fn(**values)
+
+    unfolded.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    unfolded.__annotations__ = {p.name: p.annotation for p in params}
+    return unfolded
+
+
+class DirOptions(OptionGroup):
+    """``--config-dir``, ``--data-dir``, ``--keystore-dir``: where the context, the operator
+    stores and the keys are (default: from the environment, see :func:`trustkit.store.resolve_dirs`)."""
+
+    config_dir: ConfigDir = None
+    data_dir: DataDir = None
+    keystore_dir: KeystoreDir = None
+
+    def workspace(self) -> Workspace:
+        from trustkit.manage import Workspace, environment
+
+        return Workspace.from_env(
+            environment(), config_dir=self.config_dir, data_dir=self.data_dir, keystore_dir=self.keystore_dir
+        )
+
+
+class OperatorOptions(DirOptions):
+    """``--operator`` and the store directories, for commands that list them together."""
+
+    operator: OperatorOpt = None
+
+    def open(self) -> tuple[Workspace, str]:
+        """The workspace and the operator (:func:`pick_operator`)."""
+        return open_operator(self, self.operator)
+
+
+class AccountOptions(DirOptions):
+    """``--account``, ``--operator`` and the store directories, for commands that list them
+    together."""
+
+    account: AccountOpt = None
+    operator: OperatorOpt = None
+
+    def open(self) -> tuple[Workspace, str, str]:
+        """The workspace, the operator and the account (:func:`pick_account`)."""
+        return open_account(self, self.operator, self.account)
+
+
+DIRS = DirOptions()
+OPERATOR = OperatorOptions()
+ACCOUNT = AccountOptions()
+
+
+def open_operator(dirs: DirOptions, operator: str | None) -> tuple[Workspace, str]:
+    """The workspace and the operator (:func:`pick_operator`), for a command with ``--operator``
+    apart from the store directories."""
+    ws = dirs.workspace()
+    return ws, pick_operator(ws, operator)
+
+
+def open_account(dirs: DirOptions, operator: str | None, account: str | None) -> tuple[Workspace, str, str]:
+    """The workspace, the operator and the account (:func:`pick_account`), for a command with
+    ``--operator``/``--account`` apart from the store directories."""
+    ws, op = open_operator(dirs, operator)
+    return ws, op, pick_account(ws, op, account)
 
 
 def pick_operator(ws: Workspace, operator: str | None) -> str:
@@ -34,6 +165,18 @@ def pick_operator(ws: Workspace, operator: str | None) -> str:
 def pick_account(ws: Workspace, operator: str, account: str | None) -> str:
     """Explicit ``--account``, else the context's, else the operator's only account besides SYS."""
     return ws.default_account(operator, account)
+
+
+def nothing_to_change() -> NoReturn:
+    """An ``edit`` command given no edit option (exit status 2, before the store is read)."""
+    from trustkit.cli.output import fail
+
+    fail("nothing to change: give at least one edit option (see --help)", 2)
+
+
+def split_values(values: list[str] | None) -> list[str]:
+    """nsc's string-slice flags: repeatable, and each value may be a comma-separated list."""
+    return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
 
 
 def now() -> int:
@@ -98,54 +241,15 @@ def parse_size(text: str | None) -> int | None:
     return -1 if value < 0 else value * _SIZES[unit]
 
 
-def permission_args(
-    allow_pub: list[str] | None,
-    allow_sub: list[str] | None,
-    allow_pubsub: list[str] | None,
-    deny_pub: list[str] | None,
-    deny_sub: list[str] | None,
-    deny_pubsub: list[str] | None,
-    allow_pub_response: int | None,
-    response_ttl: str | None,
-    bearer: bool,
-) -> dict[str, Any]:
-    """nsc's permission flags (``--allow-pubsub`` counts for both directions) as library keywords
-    for :func:`trustkit.manage.add_user` and :func:`trustkit.manage.add_signing_key`.
-
-    As nsc's ``PermissionsParams.Run``: a response permission exists when the count is not 0 or
-    ``--response-ttl`` is given (``--response-ttl`` alone: max 0, which the server reads as 1);
-    ``--allow-pub-response=0`` alone sets none."""
-    both_allow, both_deny = allow_pubsub or [], deny_pubsub or []
-    allow_pub_response = response_max(allow_pub_response)
-    if allow_pub_response is None and response_ttl:
-        allow_pub_response = 0
-    return {
-        "allow_pub": [*(allow_pub or []), *both_allow],
-        "allow_sub": [*(allow_sub or []), *both_allow],
-        "deny_pub": [*(deny_pub or []), *both_deny],
-        "deny_sub": [*(deny_sub or []), *both_deny],
-        "allow_pub_response": allow_pub_response,
-        "response_ttl_ns": parse_duration_ns(response_ttl),
-        "bearer": bearer,
-    }
-
-
 def response_max(value: int | None) -> int | None:
     """``--allow-pub-response``'s count as nsc applies it: a count of 0 changes nothing (nsc sets
     the response permission's max only when the count is not 0)."""
     return value or None
 
 
-# --- the permission/limit flags of `edit user` and `edit signing-key` (nsc UserPermissionLimits) --
+# --- permission flags (nsc PermissionsParams, UserPermissionLimits) -----------------------------
 
 Strings = list[str] | None
-AllowPub = Annotated[Strings, typer.Option("--allow-pub", help="Add subjects to publish.")]
-AllowSub = Annotated[Strings, typer.Option("--allow-sub", help="Add subjects to subscribe.")]
-AllowPubsub = Annotated[Strings, typer.Option("--allow-pubsub", help="Add subjects to both.")]
-DenyPub = Annotated[Strings, typer.Option("--deny-pub", help="Add subjects denied for publish.")]
-DenySub = Annotated[Strings, typer.Option("--deny-sub", help="Add subjects denied for subscribe.")]
-DenyPubsub = Annotated[Strings, typer.Option("--deny-pubsub", help="Add subjects denied for both.")]
-RmPerm = Annotated[Strings, typer.Option("--rm", help="Remove a subject from every allow/deny list.")]
 #: Bare ``--allow-pub-response`` = 1, ``--allow-pub-response=N`` = N (nsc's optional value:
 #: trustkit.cli.app.optional_values rewrites the bare flag before typer parses the arguments).
 ALLOW_PUB_RESPONSE_HELP = (
@@ -155,23 +259,57 @@ AllowPubResponse = Annotated[
     int | None, typer.Option("--allow-pub-response", metavar="[=N]", help=ALLOW_PUB_RESPONSE_HELP)
 ]
 ResponseTtl = Annotated[str | None, typer.Option("--response-ttl", help="How long responses may be sent.")]
-RmResponsePerms = Annotated[bool, typer.Option("--rm-response-perms", help="Remove the response permission.")]
-Bearer = Annotated[
-    bool | None, typer.Option("--bearer/--no-bearer", help="Bearer token (no nonce signature), or not.")
-]
-SourceNetwork = Annotated[Strings, typer.Option("--source-network", help="Add a source network (CIDR).")]
-RmSourceNetwork = Annotated[Strings, typer.Option("--rm-source-network", help="Remove a source network.")]
-TimeOpt = Annotated[Strings, typer.Option("--time", help="Add a connect window hh:mm:ss-hh:mm:ss.")]
-RmTime = Annotated[Strings, typer.Option("--rm-time", help="Remove the window starting at hh:mm:ss.")]
-Locale = Annotated[str | None, typer.Option("--locale", help="IANA time zone of the windows.")]
-ConnType = Annotated[
-    Strings,
-    typer.Option("--conn-type", help="Allow a connection type (STANDARD, WEBSOCKET, LEAFNODE, MQTT…)."),
-]
-RmConnType = Annotated[Strings, typer.Option("--rm-conn-type", help="Remove an allowed connection type.")]
-SubsOpt = Annotated[str | None, typer.Option("--subs", help="Max subscriptions (-1 = unlimited).")]
 DataOpt = Annotated[str | None, typer.Option("--data", help="Max data bytes (-1 = unlimited; 1G…).")]
-PayloadOpt = Annotated[str | None, typer.Option("--payload", help="Max payload bytes (-1 = unlimited).")]
+
+
+class PermissionKeywords(TypedDict):
+    """nsc's permission flags as :func:`trustkit.manage.add_user` and
+    :func:`trustkit.manage.permission_limits` take them."""
+
+    allow_pub: list[str]
+    allow_sub: list[str]
+    deny_pub: list[str]
+    deny_sub: list[str]
+    allow_pub_response: int | None
+    response_ttl_ns: int
+    bearer: bool
+
+
+class PermissionFlags(OptionGroup):
+    """nsc's permission flags of ``add user`` and ``add signing-key`` (a scoped key's
+    template); each subclass declares them as options, with its own help text."""
+
+    allow_pub: Strings
+    allow_sub: Strings
+    allow_pubsub: Strings
+    deny_pub: Strings
+    deny_sub: Strings
+    deny_pubsub: Strings
+    allow_pub_response: int | None
+    response_ttl: str | None
+    bearer: bool
+
+    def args(self) -> PermissionKeywords:
+        """The flags (``--allow-pubsub`` counts for both directions) as library keywords for
+        :func:`trustkit.manage.add_user` and :func:`trustkit.manage.permission_limits` (the
+        template of :func:`trustkit.manage.add_signing_key`).
+
+        As nsc's ``PermissionsParams.Run``: a response permission exists when the count is not 0
+        or ``--response-ttl`` is given (``--response-ttl`` alone: max 0, which the server reads
+        as 1); ``--allow-pub-response=0`` alone sets none."""
+        both_allow, both_deny = self.allow_pubsub or [], self.deny_pubsub or []
+        allow_pub_response = response_max(self.allow_pub_response)
+        if allow_pub_response is None and self.response_ttl:
+            allow_pub_response = 0
+        return {
+            "allow_pub": [*(self.allow_pub or []), *both_allow],
+            "allow_sub": [*(self.allow_sub or []), *both_allow],
+            "deny_pub": [*(self.deny_pub or []), *both_deny],
+            "deny_sub": [*(self.deny_sub or []), *both_deny],
+            "allow_pub_response": allow_pub_response,
+            "response_ttl_ns": parse_duration_ns(self.response_ttl),
+            "bearer": self.bearer,
+        }
 
 
 def _time_range(text: str) -> tuple[str, str]:
@@ -183,58 +321,84 @@ def _time_range(text: str) -> tuple[str, str]:
     return start, end
 
 
-def permission_edit(
-    allow_pub: Strings,
-    allow_sub: Strings,
-    allow_pubsub: Strings,
-    deny_pub: Strings,
-    deny_sub: Strings,
-    deny_pubsub: Strings,
-    rm: Strings,
-    allow_pub_response: int | None,
-    response_ttl: str | None,
-    rm_response_perms: bool,
-    bearer: bool | None,
-    source_network: Strings,
-    rm_source_network: Strings,
-    time_ranges: Strings,
-    rm_time: Strings,
-    locale: str | None,
-    conn_type: Strings,
-    rm_conn_type: Strings,
-    subs: str | None,
-    data: str | None,
-    payload: str | None,
-) -> Any:
-    """The flags above as a :class:`trustkit.manage.PermissionEdit` (``--allow-pubsub`` counts
-    for both directions; comma-separated values are split, as nsc's string slices)."""
-    from trustkit.manage import PermissionEdit
+class PermissionEditOptions(OptionGroup):
+    """The permission and limit flags of ``edit user`` and ``edit signing-key`` (nsc
+    ``UserPermissionLimits``)."""
 
-    def split(values: Strings) -> list[str]:
-        return [v.strip() for item in values or [] for v in item.split(",") if v.strip()]
+    allow_pub: Annotated[Strings, typer.Option("--allow-pub", help="Add subjects to publish.")] = None
+    allow_sub: Annotated[Strings, typer.Option("--allow-sub", help="Add subjects to subscribe.")] = None
+    allow_pubsub: Annotated[Strings, typer.Option("--allow-pubsub", help="Add subjects to both.")] = None
+    deny_pub: Annotated[Strings, typer.Option("--deny-pub", help="Add subjects denied for publish.")] = None
+    deny_sub: Annotated[Strings, typer.Option("--deny-sub", help="Add subjects denied for subscribe.")] = None
+    deny_pubsub: Annotated[
+        Strings, typer.Option("--deny-pubsub", help="Add subjects denied for both.")
+    ] = None
+    rm: Annotated[Strings, typer.Option("--rm", help="Remove a subject from every allow/deny list.")] = None
+    allow_pub_response: AllowPubResponse = None
+    response_ttl: ResponseTtl = None
+    rm_response_perms: Annotated[
+        bool, typer.Option("--rm-response-perms", help="Remove the response permission.")
+    ] = False
+    bearer: Annotated[
+        bool | None, typer.Option("--bearer/--no-bearer", help="Bearer token (no nonce signature), or not.")
+    ] = None
+    source_network: Annotated[
+        Strings, typer.Option("--source-network", help="Add a source network (CIDR).")
+    ] = None
+    rm_source_network: Annotated[
+        Strings, typer.Option("--rm-source-network", help="Remove a source network.")
+    ] = None
+    time_range: Annotated[
+        Strings, typer.Option("--time", help="Add a connect window hh:mm:ss-hh:mm:ss.")
+    ] = None
+    rm_time: Annotated[
+        Strings, typer.Option("--rm-time", help="Remove the window starting at hh:mm:ss.")
+    ] = None
+    locale: Annotated[str | None, typer.Option("--locale", help="IANA time zone of the windows.")] = None
+    conn_type: Annotated[
+        Strings,
+        typer.Option("--conn-type", help="Allow a connection type (STANDARD, WEBSOCKET, LEAFNODE, MQTT…)."),
+    ] = None
+    rm_conn_type: Annotated[
+        Strings, typer.Option("--rm-conn-type", help="Remove an allowed connection type.")
+    ] = None
+    subs: Annotated[str | None, typer.Option("--subs", help="Max subscriptions (-1 = unlimited).")] = None
+    data: DataOpt = None
+    payload: Annotated[
+        str | None, typer.Option("--payload", help="Max payload bytes (-1 = unlimited).")
+    ] = None
 
-    both_allow, both_deny = split(allow_pubsub), split(deny_pubsub)
-    return PermissionEdit(
-        allow_pub=[*split(allow_pub), *both_allow],
-        allow_sub=[*split(allow_sub), *both_allow],
-        deny_pub=[*split(deny_pub), *both_deny],
-        deny_sub=[*split(deny_sub), *both_deny],
-        remove=split(rm),
-        allow_pub_response=response_max(allow_pub_response),
-        response_ttl_ns=parse_duration_ns(response_ttl) if response_ttl else None,
-        remove_response=rm_response_perms,
-        bearer=bearer,
-        source_networks=split(source_network),
-        remove_source_networks=split(rm_source_network),
-        times=[_time_range(t) for t in split(time_ranges)],
-        remove_times=split(rm_time),
-        locale=locale,
-        conn_types=split(conn_type),
-        remove_conn_types=split(rm_conn_type),
-        subs=parse_size(subs),
-        data=parse_size(data),
-        payload=parse_size(payload),
-    )
+    def edit(self) -> PermissionEdit:
+        """The flags as a :class:`trustkit.manage.PermissionEdit` (``--allow-pubsub`` counts for
+        both directions; comma-separated values are split, as nsc's string slices)."""
+        from trustkit.manage import PermissionEdit
+
+        split = split_values
+        both_allow, both_deny = split(self.allow_pubsub), split(self.deny_pubsub)
+        return PermissionEdit(
+            allow_pub=[*split(self.allow_pub), *both_allow],
+            allow_sub=[*split(self.allow_sub), *both_allow],
+            deny_pub=[*split(self.deny_pub), *both_deny],
+            deny_sub=[*split(self.deny_sub), *both_deny],
+            remove=split(self.rm),
+            allow_pub_response=response_max(self.allow_pub_response),
+            response_ttl_ns=parse_duration_ns(self.response_ttl) if self.response_ttl else None,
+            remove_response=self.rm_response_perms,
+            bearer=self.bearer,
+            source_networks=split(self.source_network),
+            remove_source_networks=split(self.rm_source_network),
+            times=[_time_range(t) for t in split(self.time_range)],
+            remove_times=split(self.rm_time),
+            locale=self.locale,
+            conn_types=split(self.conn_type),
+            remove_conn_types=split(self.rm_conn_type),
+            subs=parse_size(self.subs),
+            data=parse_size(self.data),
+            payload=parse_size(self.payload),
+        )
+
+
+PERMISSION_EDIT = PermissionEditOptions()
 
 
 # --- progress bars ------------------------------------------------------------------------------

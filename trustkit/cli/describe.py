@@ -3,32 +3,57 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from trustkit.cli.common import (
+    DIRS,
+    AccountName,
     AccountOpt,
-    ConfigDir,
-    DataDir,
+    DirOptions,
     JsonFlag,
-    KeystoreDir,
     OperatorOpt,
+    OptionGroup,
+    UserName,
     now,
-    pick_account,
-    pick_operator,
-    workspace,
+    open_account,
+    open_operator,
 )
 from trustkit.cli.output import emit, fail, wants_json
 
 if TYPE_CHECKING:
     from trustkit.inventory import Described
 
-RawFlag = Annotated[bool, typer.Option("--raw", "-R", help="Print the token itself.")]
-FieldOpt = Annotated[
-    str | None, typer.Option("--field", "-F", help="Print one field of the payload (dotted path).")
-]
+
+class Shown(OptionGroup):
+    """``--raw`` and ``--field``: the token itself, or one field of its payload, instead of the
+    whole description."""
+
+    raw: Annotated[bool, typer.Option("--raw", "-R", help="Print the token itself.")] = False
+    field: Annotated[
+        str | None, typer.Option("--field", "-F", help="Print one field of the payload (dotted path).")
+    ] = None
+
+    def only(
+        self, token: str, payload: Callable[[], dict[str, Any]], *, as_json: bool
+    ) -> dict[str, Any] | None:
+        """Print what ``--raw`` or ``--field`` asks for and return None; else the payload."""
+        from trustkit.inventory import select_field
+
+        if self.raw:
+            sys.stdout.write(token + "\n")
+            return None
+        claims = payload()
+        if self.field is not None:
+            emit({self.field: select_field(claims, self.field)}, as_json=as_json)
+            return None
+        return claims
+
+
+SHOWN = Shown()
 
 
 def _flat(payload: dict[str, Any]) -> dict[str, Any]:
@@ -42,24 +67,18 @@ def describe_jwt_cmd(
     file: Annotated[
         Path, typer.Option("--file", "-f", help="A JWT, decorated JWT or creds file ('-': stdin).")
     ],
-    raw: RawFlag = False,
-    field: FieldOpt = None,
+    shown: Shown = SHOWN,
     as_json: JsonFlag = False,
 ) -> None:
     """Verify and describe a JWT: its claims, and validation errors, warnings and time checks."""
     from trustkit.creds import parse_decorated_jwt
-    from trustkit.inventory import select_field
     from trustkit.jwt import decode
 
     data = sys.stdin.read() if str(file) == "-" else _read(file)
     token = parse_decorated_jwt(data)
     claims = decode(token)
-    if raw:
-        sys.stdout.write(token + "\n")
-        return
-    payload = claims.payload_json()
-    if field is not None:
-        emit({field: select_field(payload, field)}, as_json=as_json)
+    payload = shown.only(token, claims.payload_json, as_json=as_json)
+    if payload is None:
         return
     vr = claims.validate(now=now())
     emit(
@@ -82,77 +101,55 @@ def _read(path: Path) -> str:
         fail(f"cannot read {path}: {exc.strerror}", 3)
 
 
-def _show(described: Described, *, raw: bool, field: str | None, as_json: bool) -> None:
-    from trustkit.inventory import select_field
-
-    if raw:
-        sys.stdout.write(described.token + "\n")
-        return
-    payload = described.payload()
-    if field is not None:
-        emit({field: select_field(payload, field)}, as_json=as_json)
-        return
-    emit(
-        payload if wants_json(as_json) else _flat(payload),
-        as_json=as_json,
-        title=f"{described.kind} {described.name}",
-    )
+def _show(described: Described, shown: Shown, *, as_json: bool) -> None:
+    payload = shown.only(described.token, described.payload, as_json=as_json)
+    if payload is not None:
+        emit(
+            payload if wants_json(as_json) else _flat(payload),
+            as_json=as_json,
+            title=f"{described.kind} {described.name}",
+        )
 
 
 def describe_operator_cmd(
     name: Annotated[
         str | None, typer.Option("--name", "-n", help="Operator (default: the context's).")
     ] = None,
-    raw: RawFlag = False,
-    field: FieldOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    shown: Shown = SHOWN,
+    dirs: DirOptions = DIRS,
     as_json: JsonFlag = False,
 ) -> None:
     """The operator's verified claims (JSON: the decoded JWT payload)."""
     from trustkit.inventory import describe
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    _show(describe(ws, pick_operator(ws, name), "operator"), raw=raw, field=field, as_json=as_json)
+    ws, op = open_operator(dirs, name)
+    _show(describe(ws, op, "operator"), shown, as_json=as_json)
 
 
 def describe_account_cmd(
-    name: Annotated[
-        str | None, typer.Option("--name", "-n", help="Account (default: the context's).")
-    ] = None,
+    name: AccountName = None,
     operator: OperatorOpt = None,
-    raw: RawFlag = False,
-    field: FieldOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    shown: Shown = SHOWN,
+    dirs: DirOptions = DIRS,
     as_json: JsonFlag = False,
 ) -> None:
     """An account's verified claims (JSON: the decoded JWT payload)."""
     from trustkit.inventory import describe
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
-    described = describe(ws, op, "account", account=pick_account(ws, op, name))
-    _show(described, raw=raw, field=field, as_json=as_json)
+    ws, op, acct = open_account(dirs, operator, name)
+    _show(describe(ws, op, "account", account=acct), shown, as_json=as_json)
 
 
 def describe_user_cmd(
-    name: Annotated[str, typer.Option("--name", "-n", help="User name.")],
+    name: UserName,
     account: AccountOpt = None,
     operator: OperatorOpt = None,
-    raw: RawFlag = False,
-    field: FieldOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    shown: Shown = SHOWN,
+    dirs: DirOptions = DIRS,
     as_json: JsonFlag = False,
 ) -> None:
     """A user's verified claims (JSON: the decoded JWT payload; the seed is never shown)."""
     from trustkit.inventory import describe
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
-    described = describe(ws, op, "user", account=pick_account(ws, op, account), name=name)
-    _show(described, raw=raw, field=field, as_json=as_json)
+    ws, op, acct = open_account(dirs, operator, account)
+    _show(describe(ws, op, "user", account=acct, name=name), shown, as_json=as_json)

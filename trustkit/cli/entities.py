@@ -9,23 +9,27 @@ from typing import Annotated
 import typer
 
 from trustkit.cli.common import (
+    ACCOUNT,
+    DIRS,
+    OPERATOR,
     AccountOpt,
+    AccountOptions,
     AllowPubResponse,
-    ConfigDir,
-    DataDir,
+    DirOptions,
+    ExpiryOpt,
     JsonFlag,
-    KeystoreDir,
     OperatorOpt,
+    OperatorOptions,
+    PermissionFlags,
+    ResponseTtl,
+    Strings,
+    UserName,
     now,
+    open_account,
+    open_operator,
     parse_expiry,
-    permission_args,
-    pick_account,
-    pick_operator,
-    workspace,
 )
 from trustkit.cli.output import emit, fail
-
-Multi = Annotated[list[str] | None, typer.Option()]
 
 
 def init_cmd(
@@ -33,15 +37,13 @@ def init_cmd(
     service_url: Annotated[
         str, typer.Option("--url", "-u", help="Operator service URL.")
     ] = "nats://localhost:4222",
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    dirs: DirOptions = DIRS,
     as_json: JsonFlag = False,
 ) -> None:
     """Create an operator, its SYS account and user, and an account and user of the same name."""
     from trustkit.manage import init, select_operator
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
+    ws = dirs.workspace()
     report = init(ws, name, now=now(), service_url=service_url)
     select_operator(ws, name)  # its one account besides SYS (named like it) becomes the current one
     emit(report.to_json(), as_json=as_json, title=f"operator {name}")
@@ -65,21 +67,16 @@ def add_operator_cmd(
     start: Annotated[
         str | None, typer.Option("--start", help="Valid from: 0, yyyy-mm-dd, unix seconds or a duration.")
     ] = None,
-    expiry: Annotated[
-        str | None, typer.Option("--expiry", help="Expires: 0 (never), yyyy-mm-dd, unix seconds or a duration.")
-    ] = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    expiry: ExpiryOpt = None,
+    dirs: DirOptions = DIRS,
     as_json: JsonFlag = False,
 ) -> None:
     """Add an operator (a new store); --sys adds its system account, --generate-signing-key an
     operator signing key (which then signs SYS); --url imports a managed operator (its JWT only).
     Selects it as the current operator."""
-    from trustkit.cli.common import parse_expiry
     from trustkit.manage import add_operator, import_operator, select_operator
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
+    ws = dirs.workspace()
     t = now()
     if url is not None:
         if sys_account or generate_signing_key or start or expiry:
@@ -107,44 +104,40 @@ def add_account_cmd(
     name: Annotated[str, typer.Option("--name", "-n", help="Account name.")],
     operator: OperatorOpt = None,
     signing_key: Annotated[bool, typer.Option("--sk", help="Also create one signing key.")] = False,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    dirs: DirOptions = DIRS,
     as_json: JsonFlag = False,
 ) -> None:
     """Add an account signed by the operator."""
     from trustkit.manage import add_account
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
+    ws, op = open_operator(dirs, operator)
     emit(add_account(ws, op, name, now=now(), signing_key=signing_key).to_json(), as_json=as_json)
 
 
-def add_user_cmd(
-    name: Annotated[str, typer.Option("--name", "-n", help="User name.")],
-    account: AccountOpt = None,
-    operator: OperatorOpt = None,
-    allow_pub: Annotated[
-        list[str] | None, typer.Option("--allow-pub", help="Subjects the user may publish.")
-    ] = None,
-    allow_sub: Annotated[
-        list[str] | None, typer.Option("--allow-sub", help="Subjects the user may subscribe.")
-    ] = None,
-    allow_pubsub: Annotated[list[str] | None, typer.Option("--allow-pubsub", help="Both.")] = None,
-    deny_pub: Annotated[
-        list[str] | None, typer.Option("--deny-pub", help="Subjects denied for publish.")
-    ] = None,
-    deny_sub: Annotated[
-        list[str] | None, typer.Option("--deny-sub", help="Subjects denied for subscribe.")
-    ] = None,
-    deny_pubsub: Annotated[list[str] | None, typer.Option("--deny-pubsub", help="Both.")] = None,
-    allow_pub_response: AllowPubResponse = None,
-    response_ttl: Annotated[
-        str | None, typer.Option("--response-ttl", help="How long responses may be sent.")
-    ] = None,
+class UserPermissions(PermissionFlags):
+    """The permission flags of ``add user``."""
+
+    allow_pub: Annotated[Strings, typer.Option("--allow-pub", help="Subjects the user may publish.")] = None
+    allow_sub: Annotated[Strings, typer.Option("--allow-sub", help="Subjects the user may subscribe.")] = None
+    allow_pubsub: Annotated[Strings, typer.Option("--allow-pubsub", help="Both.")] = None
+    deny_pub: Annotated[Strings, typer.Option("--deny-pub", help="Subjects denied for publish.")] = None
+    deny_sub: Annotated[Strings, typer.Option("--deny-sub", help="Subjects denied for subscribe.")] = None
+    deny_pubsub: Annotated[Strings, typer.Option("--deny-pubsub", help="Both.")] = None
+    allow_pub_response: AllowPubResponse = None
+    response_ttl: ResponseTtl = None
     bearer: Annotated[
         bool, typer.Option("--bearer", help="No nonce signature needed (bearer token).")
-    ] = False,
+    ] = False
+
+
+USER_PERMISSIONS = UserPermissions()
+
+
+def add_user_cmd(
+    name: UserName,
+    account: AccountOpt = None,
+    operator: OperatorOpt = None,
+    permissions: UserPermissions = USER_PERMISSIONS,
     expiry: Annotated[
         str | None, typer.Option("--expiry", help="0, yyyy-mm-dd, or #s/#m/#h/#d/#w/#M/#y.")
     ] = None,
@@ -157,9 +150,7 @@ def add_user_cmd(
             help="Sign with this account signing key: the role of a scoped key, or a public key.",
         ),
     ] = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    dirs: DirOptions = DIRS,
     as_json: JsonFlag = False,
 ) -> None:
     """Add a user issued by the account or a signing key (-K); its creds go to the keystore.
@@ -168,9 +159,7 @@ def add_user_cmd(
     scope's template. The creds file is written 0600."""
     from trustkit.manage import add_user
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
-    acct = pick_account(ws, op, account)
+    ws, op, acct = open_account(dirs, operator, account)
     t = now()
     report = add_user(
         ws,
@@ -178,17 +167,7 @@ def add_user_cmd(
         acct,
         name,
         now=t,
-        **permission_args(
-            allow_pub,
-            allow_sub,
-            allow_pubsub,
-            deny_pub,
-            deny_sub,
-            deny_pubsub,
-            allow_pub_response,
-            response_ttl,
-            bearer,
-        ),
+        **permissions.args(),
         expiry=parse_expiry(expiry, now=t),
         tags=tag or [],
         signing_key=signing_key,
@@ -197,23 +176,18 @@ def add_user_cmd(
 
 
 def generate_creds_cmd(
-    name: Annotated[str, typer.Option("--name", "-n", help="User name.")],
+    name: UserName,
     output: Annotated[
         str, typer.Option("--output-file", "-o", help="File to write (0600), or '-' for stdout.")
     ],
-    account: AccountOpt = None,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    where: AccountOptions = ACCOUNT,
 ) -> None:
     """Write a user's creds file (its JWT and seed: a secret, written only where you say)."""
     from trustkit.manage import user_creds
     from trustkit.store.fsio import atomic_write
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
-    data = user_creds(ws, op, pick_account(ws, op, account), name)
+    ws, op, acct = where.open()
+    data = user_creds(ws, op, acct, name)
     if output == "-":
         sys.stdout.write(data.decode())
     else:
@@ -232,10 +206,7 @@ def generate_config_cmd(
         str | None, typer.Option("--config-file", help="Write here instead of stdout.")
     ] = None,
     jwt_dir: Annotated[str, typer.Option("--dir", help="Resolver directory.")] = "./jwt",
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    where: OperatorOptions = OPERATOR,
 ) -> None:
     """nats-server configuration for the operator (the real nats-server starts it unmodified)."""
     from trustkit.manage import server_config
@@ -246,8 +217,8 @@ def generate_config_cmd(
     ]
     if len(modes) != 1:
         fail("choose one of --mem-resolver, --nats-resolver, --nats-resolver-cache", 2)
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    text = server_config(ws, pick_operator(ws, operator), modes[0], directory=jwt_dir)
+    ws, op = where.open()
+    text = server_config(ws, op, modes[0], directory=jwt_dir)
     if config_file:
         atomic_write(Path(config_file), text.encode(), mode=0o600)
     else:

@@ -6,16 +6,7 @@ from typing import Annotated
 
 import typer
 
-from trustkit.cli.common import (
-    ConfigDir,
-    DataDir,
-    JsonFlag,
-    KeystoreDir,
-    OperatorOpt,
-    pick_account,
-    pick_operator,
-    workspace,
-)
+from trustkit.cli.common import DIRS, OPERATOR, DirOptions, JsonFlag, OperatorOptions, pick_account
 from trustkit.cli.output import emit, fail
 
 
@@ -81,10 +72,7 @@ def keys_export_cmd(
             "--include-jwts", help="Also write the JWT of each operator, account and user as <PUB>.jwt."
         ),
     ] = False,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    where: OperatorOptions = OPERATOR,
     as_json: JsonFlag = False,
 ) -> None:
     """Export seeds of the operator's entities to a directory (as `nsc export keys`).
@@ -97,8 +85,7 @@ def keys_export_cmd(
     from trustkit.errors import StoreError
     from trustkit.manage import export_keys
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
+    ws, op = where.open()
     kinds = [
         k
         for k, on in (("operator", operators), ("account", accounts), ("user", users), ("curve", curves))
@@ -127,9 +114,7 @@ def keys_export_cmd(
 def keys_import_cmd(
     directory: Annotated[str, typer.Option("--dir", "-d", help="Directory holding .nk seed files.")],
     recurse: Annotated[bool, typer.Option("--recurse", "-R", help="Also read subdirectories.")] = False,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    dirs: DirOptions = DIRS,
     as_json: JsonFlag = False,
 ) -> None:
     """Import every .nk seed file of a directory into the keystore (as `nsc import keys`).
@@ -138,6 +123,5 @@ def keys_import_cmd(
     different seed. The output names keys and files, never seeds."""
     from trustkit.manage import import_keys
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    rows = import_keys(ws, directory, recurse=recurse)
+    rows = import_keys(dirs.workspace(), directory, recurse=recurse)
     emit([r.to_json() for r in rows], as_json=as_json, title=f"keys imported from {directory}")

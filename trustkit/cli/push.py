@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from trustkit.cli.common import (
+    ACCOUNT,
+    OPERATOR,
     AccountOpt,
-    ConfigDir,
-    DataDir,
+    AccountOptions,
     JsonFlag,
-    KeystoreDir,
-    OperatorOpt,
+    OperatorOptions,
+    OptionGroup,
     Progress,
     now,
     pick_account,
-    pick_operator,
-    workspace,
 )
 from trustkit.cli.output import emit, fail
+
+if TYPE_CHECKING:
+    from trustkit.manage import Workspace
+    from trustkit.push import SystemClient
 
 UrlOpt = Annotated[
     str | None,
@@ -30,20 +33,42 @@ UrlOpt = Annotated[
         "else its first service URL).",
     ),
 ]
-TimeoutOpt = Annotated[
-    float, typer.Option("--timeout", help="Stop waiting for replies after this many seconds without one.")
-]
-ServersOpt = Annotated[
-    int | None, typer.Option("--servers", help="Stop waiting once this many servers answered.")
-]
-SystemAccountOpt = Annotated[
-    str | None,
-    typer.Option("--system-account", help="System account (name or key; default: the operator's)."),
-]
-SystemUserOpt = Annotated[
-    str | None,
-    typer.Option("--system-user", help="Connect as this system-account user (default: a temporary one)."),
-]
+
+
+class ServerOptions(OptionGroup):
+    """How ``push`` and ``pull`` talk to the servers: as which system-account user, and how
+    long they wait for replies."""
+
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Stop waiting for replies after this many seconds without one.")
+    ] = 1.0
+    servers: Annotated[
+        int | None, typer.Option("--servers", help="Stop waiting once this many servers answered.")
+    ] = None
+    system_account: Annotated[
+        str | None,
+        typer.Option("--system-account", help="System account (name or key; default: the operator's)."),
+    ] = None
+    system_user: Annotated[
+        str | None,
+        typer.Option("--system-user", help="Connect as this system-account user (default: a temporary one)."),
+    ] = None
+
+    def client(self, ws: Workspace, op: str, target: str) -> SystemClient:
+        """A client for ``target`` (not yet connected), as the system-account user
+        (:func:`trustkit.manage.push_user`)."""
+        from trustkit.manage import push_user
+        from trustkit.push import SystemClient
+
+        user_jwt, user_key = push_user(
+            ws, op, now=now(), system_account=self.system_account, system_user=self.system_user
+        )
+        return SystemClient(
+            target, user_jwt=user_jwt, user_key=user_key, timeout=self.timeout, expected_servers=self.servers
+        )
+
+
+SERVER = ServerOptions()
 
 
 def _row(action: str, account: str, server: str, code: int, message: str) -> dict[str, Any]:
@@ -76,14 +101,8 @@ def push_cmd(
     force: Annotated[
         bool, typer.Option("--force", "-F", help="Push accounts with validation problems too.")
     ] = False,
-    timeout: TimeoutOpt = 1.0,
-    servers: ServersOpt = None,
-    system_account: SystemAccountOpt = None,
-    system_user: SystemUserOpt = None,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    server: ServerOptions = SERVER,
+    where: OperatorOptions = OPERATOR,
     as_json: JsonFlag = False,
 ) -> None:
     """Push account JWTs to servers with a nats-based resolver; one row per server that answered.
@@ -102,15 +121,13 @@ def push_cmd(
         check_pushable,
         operator_request_key,
         prune_candidates,
-        push_user,
         server_url,
     )
-    from trustkit.push import SystemClient, delete_request, is_http_url
+    from trustkit.push import delete_request, is_http_url
 
     if sum(map(bool, (prune, account_removal, diff))) > 1:
         fail("--prune, --account-removal and --diff are mutually exclusive", 2)
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
+    ws, op = where.open()
     store = ws.open(op)
     target = server_url(store, url)
     if all_accounts:
@@ -125,17 +142,15 @@ def push_cmd(
     tokens = [store.read_account_jwt(n) for n in names]
     by_key = {store.account_claims(n).sub: n for n in names}
     if is_http_url(target):
-        _push_http(target, tokens, by_key, timeout=timeout, as_json=as_json, refused=bool(prune or removal or diff))
+        refused = bool(prune or removal or diff)
+        _push_http(target, tokens, by_key, timeout=server.timeout, as_json=as_json, refused=refused)
         return
-    t = now()
-    user_jwt, user_key = push_user(ws, op, now=t, system_account=system_account, system_user=system_user)
+    system_client = server.client(ws, op, target)
     request_key = operator_request_key(ws, op) if prune or removal else None
 
     async def run() -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        async with SystemClient(
-            target, user_jwt=user_jwt, user_key=user_key, timeout=timeout, expected_servers=servers
-        ) as client:
+        async with system_client as client:
             if tokens:
                 with Progress("push", as_json=as_json) as bar:
                     rows = await client.update(tokens, lambda done: bar(done, len(tokens)))
@@ -155,9 +170,8 @@ def push_cmd(
                     for s in lists
                 ]
                 if not lists:
-                    out.append(
-                        _row("list", "", "-", 0, f"no server answered the account list within {timeout}s")
-                    )
+                    why = f"no server answered the account list within {server.timeout}s"
+                    out.append(_row("list", "", "-", 0, why))
                     return out
                 doomed = prune_candidates(ws, op, [s.accounts for s in lists if not s.error])
                 if diff:
@@ -199,14 +213,8 @@ def pull_cmd(
         bool,
         typer.Option("--overwrite-newer", "-F", help="Also replace stored JWTs newer than the server's."),
     ] = False,
-    timeout: TimeoutOpt = 1.0,
-    servers: ServersOpt = None,
-    system_account: SystemAccountOpt = None,
-    system_user: SystemUserOpt = None,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    server: ServerOptions = SERVER,
+    where: OperatorOptions = OPERATOR,
     as_json: JsonFlag = False,
 ) -> None:
     """Pull account JWTs from servers with a full nats-based resolver into the store.
@@ -218,12 +226,11 @@ def pull_cmd(
     import asyncio
 
     from trustkit import nkeys
-    from trustkit.manage import push_user, server_url
+    from trustkit.manage import server_url
     from trustkit.nkeys import PrefixByte
-    from trustkit.push import PushError, SystemClient, http_pull_accounts, is_http_url
+    from trustkit.push import PushError, http_pull_accounts, is_http_url
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
+    ws, op = where.open()
     store = ws.open(op)
     target = server_url(store, url)
     key = None
@@ -233,23 +240,21 @@ def pull_cmd(
     if is_http_url(target):
         # an account server cannot list its accounts: --all asks for every account of the store
         keys = [key] if key is not None else [store.account_claims(n).sub for n in store.list_accounts()]
-        found = asyncio.run(http_pull_accounts(target, keys, timeout=max(timeout, 5.0)))
+        found = asyncio.run(http_pull_accounts(target, keys, timeout=max(server.timeout, 5.0)))
         if key is not None and not found:
             raise PushError(f"the account server at {target} has no account {account or key}")
         _store_and_report(ws, op, found, target, overwrite_newer=overwrite_newer, as_json=as_json)
         return
-    user_jwt, user_key = push_user(ws, op, now=now(), system_account=system_account, system_user=system_user)
+    system_client = server.client(ws, op, target)
 
     async def run() -> list[tuple[str, str]]:
-        async with SystemClient(
-            target, user_jwt=user_jwt, user_key=user_key, timeout=timeout, expected_servers=servers
-        ) as client:
+        async with system_client as client:
             if key is None:
                 with Progress("pull", as_json=as_json) as bar:
                     return await client.pack(lambda done: bar(done))
             replies = await client.lookup(key)
         if not replies:
-            raise PushError(f"no server at {target} answered the lookup of {key} within {timeout}s")
+            raise PushError(f"no server at {target} answered the lookup of {key} within {server.timeout}s")
         found = [(key, data.decode("utf-8", "replace")) for data in replies if data]
         if not found:
             raise PushError(f"no server at {target} holds account {account or key}")
@@ -296,70 +301,54 @@ def _push_http(
         raise typer.Exit(7)
 
 
+RevokedName = Annotated[str | None, typer.Option("--name", "-n", help="User name.")]
+RevokedKey = Annotated[str | None, typer.Option("--user-public-key", "-u", help="U… key or '*'.")]
+
+
+def _one_user(name: str | None, public_key: str | None) -> None:
+    if (name is None) == (public_key is None):
+        fail("name exactly one of --name or --user-public-key", 2)
+
+
 def revocations_add_user_cmd(
-    name: Annotated[str | None, typer.Option("--name", "-n", help="User name.")] = None,
-    public_key: Annotated[str | None, typer.Option("--user-public-key", "-u", help="U… key or '*'.")] = None,
+    name: RevokedName = None,
+    public_key: RevokedKey = None,
     at: Annotated[
         int, typer.Option("--at", help="Revoke what was issued at or before (unix s; 0 = now).")
     ] = 0,
-    account: AccountOpt = None,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    where: AccountOptions = ACCOUNT,
     as_json: JsonFlag = False,
 ) -> None:
     """Revoke a user in its account JWT (then ``trustkit push`` applies it live)."""
     from trustkit.manage import revoke_user
 
-    if (name is None) == (public_key is None):
-        fail("name exactly one of --name or --user-public-key", 2)
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
+    _one_user(name, public_key)
+    ws, op, acct = where.open()
     t = now()
-    report = revoke_user(
-        ws, op, pick_account(ws, op, account), user=name, public_key=public_key, at=at or t, now=t
-    )
+    report = revoke_user(ws, op, acct, user=name, public_key=public_key, at=at or t, now=t)
     emit(report.to_json(), as_json=as_json)
 
 
-def revocations_list_users_cmd(
-    account: AccountOpt = None,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
-    as_json: JsonFlag = False,
-) -> None:
+def revocations_list_users_cmd(where: AccountOptions = ACCOUNT, as_json: JsonFlag = False) -> None:
     """The account's user revocations: users issued at or before revoked_at are refused."""
     from trustkit.inventory import list_revocations
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
-    acct = pick_account(ws, op, account)
+    ws, op, acct = where.open()
     emit(
         [r.to_json() for r in list_revocations(ws, op, acct)], as_json=as_json, title=f"revocations of {acct}"
     )
 
 
 def revocations_delete_user_cmd(
-    name: Annotated[str | None, typer.Option("--name", "-n", help="User name.")] = None,
-    public_key: Annotated[str | None, typer.Option("--user-public-key", "-u", help="U… key or '*'.")] = None,
-    account: AccountOpt = None,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    name: RevokedName = None,
+    public_key: RevokedKey = None,
+    where: AccountOptions = ACCOUNT,
     as_json: JsonFlag = False,
 ) -> None:
     """Remove a user's revocation from its account JWT (then ``trustkit push`` applies it)."""
     from trustkit.manage import delete_revocation
 
-    if (name is None) == (public_key is None):
-        fail("name exactly one of --name or --user-public-key", 2)
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
-    report = delete_revocation(
-        ws, op, pick_account(ws, op, account), user=name, public_key=public_key, now=now()
-    )
+    _one_user(name, public_key)
+    ws, op, acct = where.open()
+    report = delete_revocation(ws, op, acct, user=name, public_key=public_key, now=now())
     emit(report.to_json(), as_json=as_json)

@@ -6,29 +6,13 @@ from typing import Annotated
 
 import typer
 
-from trustkit.cli.common import (
-    AccountOpt,
-    ConfigDir,
-    DataDir,
-    JsonFlag,
-    KeystoreDir,
-    OperatorOpt,
-    Progress,
-    now,
-    pick_account,
-    pick_operator,
-    workspace,
-)
+from trustkit.cli.common import ACCOUNT, AccountOptions, JsonFlag, Progress, now
 from trustkit.cli.output import emit
 
 
 def rotate_cmd(
     sk: Annotated[str, typer.Option("--sk", help="The signing key to replace: its public key or its role.")],
-    account: AccountOpt = None,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    where: AccountOptions = ACCOUNT,
     as_json: JsonFlag = False,
 ) -> None:
     """Rotate an account signing key and re-sign every user it issued.
@@ -39,8 +23,7 @@ def rotate_cmd(
     afterwards: the servers then refuse the old key, and disconnect users still using it."""
     from trustkit.manage import rotate_signing_key
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
+    ws, op, acct = where.open()
     with Progress("rotate", as_json=as_json) as bar:
-        report = rotate_signing_key(ws, op, pick_account(ws, op, account), sk, now=now(), on_user=bar)
+        report = rotate_signing_key(ws, op, acct, sk, now=now(), on_user=bar)
     emit(report.to_json(), as_json=as_json, title=f"rotated {report.old_key} -> {report.new_key}")

@@ -14,18 +14,17 @@ from typing import Annotated
 import typer
 
 from trustkit.cli.common import (
+    ACCOUNT,
+    OPERATOR,
     AccountOpt,
-    ConfigDir,
-    DataDir,
+    AccountOptions,
     JsonFlag,
-    KeystoreDir,
-    OperatorOpt,
+    OperatorOptions,
+    nothing_to_change,
     now,
     parse_duration_ns,
     parse_expiry,
     pick_account,
-    pick_operator,
-    workspace,
 )
 from trustkit.cli.output import emit, fail
 
@@ -109,23 +108,18 @@ def add_export_cmd(
     allow_trace: Annotated[
         bool, typer.Option("--allow-trace", help="Allow trace requests (services).")
     ] = False,
-    account: AccountOpt = None,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    where: AccountOptions = ACCOUNT,
     as_json: JsonFlag = False,
 ) -> None:
     """Export a stream (default) or a service (--service), public or private (--private)."""
     from trustkit.sharing import add_export
 
     threshold = _threshold(response_threshold) or 0
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
+    ws, op, acct = where.open()
     report = add_export(
         ws,
         op,
-        pick_account(ws, op, account),
+        acct,
         subject=subject,
         now=now(),
         name=name,
@@ -165,11 +159,7 @@ def edit_export_cmd(
     allow_trace: Annotated[
         bool | None, typer.Option("--allow-trace/--no-allow-trace", help="Allow trace requests (services).")
     ] = None,
-    account: AccountOpt = None,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    where: AccountOptions = ACCOUNT,
     as_json: JsonFlag = False,
 ) -> None:
     """Change the export with this subject; options not given keep their values."""
@@ -190,29 +180,23 @@ def edit_export_cmd(
         allow_trace=allow_trace,
     )
     if edit.is_empty():
-        fail("nothing to change: give at least one edit option (see --help)", 2)
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
-    report = edit_export(ws, op, pick_account(ws, op, account), subject=subject, edit=edit, now=now())
+        nothing_to_change()
+    ws, op, acct = where.open()
+    report = edit_export(ws, op, acct, subject=subject, edit=edit, now=now())
     emit(report.to_json(), as_json=as_json)
 
 
 def delete_export_cmd(
     subject: MaybeSubject = None,
     kind: Kind = None,
-    account: AccountOpt = None,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    where: AccountOptions = ACCOUNT,
     as_json: JsonFlag = False,
 ) -> None:
     """Delete the export with this subject (importers in the store are named in warnings)."""
     from trustkit.sharing import delete_export
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
-    report = delete_export(ws, op, pick_account(ws, op, account), subject=subject, now=now(), service=kind)
+    ws, op, acct = where.open()
+    report = delete_export(ws, op, acct, subject=subject, now=now(), service=kind)
     emit(report.to_json(), as_json=as_json)
 
 
@@ -244,11 +228,7 @@ def add_import_cmd(
     allow_trace: Annotated[
         bool, typer.Option("--allow-trace", help="Allow trace requests (streams).")
     ] = False,
-    account: AccountOpt = None,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    where: AccountOptions = ACCOUNT,
     as_json: JsonFlag = False,
 ) -> None:
     """Import a stream or service another account exports (checked against it when it is in
@@ -258,12 +238,11 @@ def add_import_cmd(
 
     if token is None and (src_account is None or remote_subject is None):
         fail("give --src-account and --remote-subject (public export) or --token (private export)", 2)
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
+    ws, op, acct = where.open()
     report = add_import(
         ws,
         op,
-        pick_account(ws, op, account),
+        acct,
         now=now(),
         src_account=src_account,
         remote_subject=remote_subject,
@@ -283,27 +262,14 @@ def delete_import_cmd(
         str | None, typer.Option("--src-account", help="Exporting account, when the subject is ambiguous.")
     ] = None,
     kind: Kind = None,
-    account: AccountOpt = None,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    where: AccountOptions = ACCOUNT,
     as_json: JsonFlag = False,
 ) -> None:
     """Delete the import of this subject (its remote subject, else its local subject)."""
     from trustkit.sharing import delete_import
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
-    report = delete_import(
-        ws,
-        op,
-        pick_account(ws, op, account),
-        subject=subject,
-        now=now(),
-        src_account=src_account,
-        service=kind,
-    )
+    ws, op, acct = where.open()
+    report = delete_import(ws, op, acct, subject=subject, now=now(), src_account=src_account, service=kind)
     emit(report.to_json(), as_json=as_json)
 
 
@@ -317,28 +283,14 @@ def add_mapping_cmd(
         int | None, typer.Option("--weight", help="Percent of messages [1-100] (default: 100).")
     ] = None,
     cluster: Annotated[str, typer.Option("--cluster", help="Apply only in this cluster.")] = "",
-    account: AccountOpt = None,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    where: AccountOptions = ACCOUNT,
     as_json: JsonFlag = False,
 ) -> None:
     """Add (or re-weight) a subject mapping; one source's weights add up to at most 100."""
     from trustkit.sharing import add_mapping
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
-    report = add_mapping(
-        ws,
-        op,
-        pick_account(ws, op, account),
-        source=source,
-        dest=dest,
-        now=now(),
-        weight=weight,
-        cluster=cluster,
-    )
+    ws, op, acct = where.open()
+    report = add_mapping(ws, op, acct, source=source, dest=dest, now=now(), weight=weight, cluster=cluster)
     emit(report.to_json(), as_json=as_json)
 
 
@@ -348,21 +300,14 @@ def delete_mapping_cmd(
         str | None, typer.Option("--to", "-t", help="Only this destination (default: all of --from's).")
     ] = None,
     cluster: Annotated[str | None, typer.Option("--cluster", help="Only this cluster's mappings.")] = None,
-    account: AccountOpt = None,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    where: AccountOptions = ACCOUNT,
     as_json: JsonFlag = False,
 ) -> None:
     """Delete a mapping (one destination with --to, else all of the source's)."""
     from trustkit.sharing import delete_mapping
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
-    report = delete_mapping(
-        ws, op, pick_account(ws, op, account), source=source, now=now(), dest=dest, cluster=cluster
-    )
+    ws, op, acct = where.open()
+    report = delete_mapping(ws, op, acct, source=source, now=now(), dest=dest, cluster=cluster)
     emit(report.to_json(), as_json=as_json)
 
 
@@ -386,10 +331,7 @@ def generate_activation_cmd(
         typer.Option("--private-key", "-K", help="Sign with this account signing key (public key or role)."),
     ] = None,
     kind: Kind = None,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    where: OperatorOptions = OPERATOR,
     as_json: JsonFlag = False,
 ) -> None:
     """An activation token letting --target-account import a private export of --account.
@@ -398,13 +340,13 @@ def generate_activation_cmd(
     from trustkit.sharing import generate_activation
     from trustkit.store.fsio import atomic_write
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
+    ws, op = where.open()
+    acct = pick_account(ws, op, account)
     t = now()
     report = generate_activation(
         ws,
         op,
-        pick_account(ws, op, account),
+        acct,
         subject=subject,
         target_account=target_account,
         now=t,
@@ -436,28 +378,16 @@ def revocations_add_activation_cmd(
         typer.Option("--at", help="Revoke activations issued at or before (unix s or RFC 3339; 0 = now)."),
     ] = "0",
     kind: Kind = None,
-    account: AccountOpt = None,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    where: AccountOptions = ACCOUNT,
     as_json: JsonFlag = False,
 ) -> None:
     """Revoke an account's activation for a private export (then ``trustkit push`` applies it)."""
     from trustkit.sharing import revoke_activation
 
     when = _at(at)
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
+    ws, op, acct = where.open()
     report = revoke_activation(
-        ws,
-        op,
-        pick_account(ws, op, account),
-        subject=subject,
-        target_account=target_account,
-        at=when,
-        now=now(),
-        service=kind,
+        ws, op, acct, subject=subject, target_account=target_account, at=when, now=now(), service=kind
     )
     emit(report.to_json(), as_json=as_json)
 
@@ -468,26 +398,15 @@ def revocations_delete_activation_cmd(
         str, typer.Option("--target-account", "-t", help="Importing account: public key, name, or '*'.")
     ],
     kind: Kind = None,
-    account: AccountOpt = None,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    where: AccountOptions = ACCOUNT,
     as_json: JsonFlag = False,
 ) -> None:
     """Remove an account's activation revocation from an export (then ``trustkit push``)."""
     from trustkit.sharing import delete_activation_revocation
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
+    ws, op, acct = where.open()
     report = delete_activation_revocation(
-        ws,
-        op,
-        pick_account(ws, op, account),
-        subject=subject,
-        target_account=target_account,
-        now=now(),
-        service=kind,
+        ws, op, acct, subject=subject, target_account=target_account, now=now(), service=kind
     )
     emit(report.to_json(), as_json=as_json)
 
@@ -497,18 +416,12 @@ def revocations_list_activations_cmd(
         str | None, typer.Option("--subject", "-s", help="Only the export containing this subject.")
     ] = None,
     kind: Kind = None,
-    account: AccountOpt = None,
-    operator: OperatorOpt = None,
-    config_dir: ConfigDir = None,
-    data_dir: DataDir = None,
-    keystore_dir: KeystoreDir = None,
+    where: AccountOptions = ACCOUNT,
     as_json: JsonFlag = False,
 ) -> None:
     """The account's activation revocations, one row per export and revoked account."""
     from trustkit.sharing import list_activation_revocations
 
-    ws = workspace(config_dir, data_dir, keystore_dir)
-    op = pick_operator(ws, operator)
-    acct = pick_account(ws, op, account)
+    ws, op, acct = where.open()
     rows = list_activation_revocations(ws, op, acct, subject=subject, service=kind)
     emit([r.to_json() for r in rows], as_json=as_json, title=f"activation revocations of {acct}")
