@@ -209,6 +209,9 @@ class BackendRouting:
 
     password_backend: str | None = None
     token_backend: str | None = None
+    #: an ``auth_token`` of the form ``USER:PASSWORD`` is a password login (nats.py #999: nats-py
+    #: sends only a token beside sentinel creds, never user/password)
+    token_passwords: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -300,6 +300,7 @@ def build(cfg: CalloutConfig, *, now: Callable[[], float] = time.time) -> Built:
             token_backend=backends[token_name] if token_name else None,
             backend_label=password_name or "",
             token_backend_label=token_name,
+            token_passwords=cfg.routing.token_passwords,
             xkey=xkey,
             allowed_server_keys=cfg.server.allowed_keys or None,
             now=now,

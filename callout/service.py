@@ -253,7 +253,8 @@ class CalloutService:
     account, signed by the issuer.
 
     ``backend`` answers user/password logins, ``token_backend`` logins with an ``auth_token``
-    (default: ``backend`` if it implements :class:`TokenBackend`); ``backend_label`` and
+    (default: ``backend`` if it implements :class:`TokenBackend`); with ``token_passwords`` an
+    ``auth_token`` holding a colon is ``USER:PASSWORD`` for ``backend``; ``backend_label`` and
     ``token_backend_label`` name them in audit records and metrics. ``xkey``: the service's
     curve key (with seed) when the server has an xkey configured. ``allowed_server_keys``: if
     given, only requests signed by these server (``N…``) keys are answered. ``now``: the clock
@@ -282,6 +283,7 @@ class CalloutService:
         drop_refusals: bool = False,
         error_text: str = "not authorized",
         max_in_flight: int = 256,
+        token_passwords: bool = False,
     ) -> None:
         def bad(message: str) -> CalloutError:
             return CalloutError(message, code="callout_config")
@@ -303,6 +305,8 @@ class CalloutService:
             token_backend_label = token_backend_label or backend_label
         if backend is None and token_backend is None:
             raise bad("no backend: configure one for passwords or tokens")
+        if token_passwords and backend is None:
+            raise bad("token_passwords needs a backend that answers passwords")
         if max_in_flight < 1 or backend_timeout <= 0 or leeway < 0:
             raise bad("max_in_flight must be >= 1, backend_timeout > 0 and leeway >= 0")
         if mode == "config":
@@ -323,6 +327,7 @@ class CalloutService:
         self.token_backend = token_backend
         self.backend_label = backend_label
         self.token_backend_label = token_backend_label or "token"
+        self.token_passwords = token_passwords
         self.xkey = xkey
         self._boxes = _Boxes(xkey) if xkey is not None else None
         self.allowed_server_keys = None if allowed_server_keys is None else frozenset(allowed_server_keys)
@@ -487,6 +492,13 @@ class CalloutService:
         call: Awaitable[Identity]
         if opts.user and self.backend is not None:
             call = self.backend.authenticate(opts.user, opts.password)
+            rec["backend"] = self.backend_label
+        elif opts.auth_token and self.token_passwords and ":" in opts.auth_token and self.backend is not None:
+            # USER:PASSWORD in the token (split at the first colon: a password may hold colons,
+            # a username may not; no OIDC or device token contains one)
+            user, _, password = opts.auth_token.partition(":")
+            call = self.backend.authenticate(user, password)
+            rec["username"] = user  # never the password
             rec["backend"] = self.backend_label
         elif opts.auth_token and self.token_backend is not None:
             call = self.token_backend.authenticate_token(opts.auth_token)

@@ -102,7 +102,7 @@ class Env:
     kind: str
     http_port: int
 
-    def config(self, name: str, **issuer: Any) -> CalloutConfig:
+    def config(self, name: str, backend: dict[str, Any] | None = None, **issuer: Any) -> CalloutConfig:
         d = self.tmp / name
         d.mkdir()
         (d / "users.json").write_text(json.dumps(USERS))
@@ -113,7 +113,7 @@ class Env:
             "issuer": {"account": "AUTH", "home": str(self.world.home), "operator": "demo", **issuer},
             "policy": {"file": "policy.toml"},
             "audit": {"file": "audit.jsonl"},
-            "backend": {"dict": {"users_file": "users.json"}},
+            "backend": {"dict": {"users_file": "users.json"}, **(backend or {})},
         }
         if self.world.xkey is not None:
             doc["xkey"] = {"seed_file": str(write_secret(d / "x.seed", self.world.xkey.seed))}
@@ -212,6 +212,45 @@ def test_user_placed_in_a_target_account_by_its_signing_key(env: Env) -> None:
     if info is not None:
         assert info["account"] == env.world.app_key and info["user"] == "alice"
         assert sorted(info["permissions"]["publish"]["allow"]) == sorted(["app.>", "$SYS.REQ.USER.INFO"])
+
+
+def test_plain_nats_py_logs_in_with_user_and_password_in_the_token(env: Env) -> None:
+    """nats.py #999: beside sentinel creds nats-py sends a token but never user/password. With
+    ``[backend] token_passwords`` the token ``USER:PASSWORD`` is a password login."""
+
+    async def body(built: Built) -> tuple[str, bool]:
+        nc = await nats.connect(
+            env.server.url,
+            user_credentials=str(env.world.sentinel_creds),
+            token="alice:alice-pw",
+            allow_reconnect=False,
+            max_reconnect_attempts=0,
+            connect_timeout=3,
+        )
+        try:
+            sub = await nc.subscribe("app.orders")
+            await nc.flush()
+            await nc.publish("app.orders", b"one")
+            assert (await sub.next_msg(timeout=2)).data == b"one"
+            account = await account_of(env, nc)
+        finally:
+            await nc.close()
+        refused = False
+        try:
+            await nats.connect(
+                env.server.url,
+                user_credentials=str(env.world.sentinel_creds),
+                token="alice:wrong",
+                allow_reconnect=False,
+                max_reconnect_attempts=0,
+                connect_timeout=3,
+            )
+        except nats.errors.Error as exc:
+            refused = "authorization violation" in str(exc).lower()
+        return account, refused
+
+    account, refused = asyncio.run(serving(env.config("tokenpw", backend={"token_passwords": True}), body))
+    assert account == env.world.app_key and refused
 
 
 def test_user_placed_by_a_target_account_key(env: Env) -> None:
@@ -440,6 +479,20 @@ def test_unit_token_backend_and_labels() -> None:
     assert all(r.backend_seconds is not None and r.backend_seconds >= 0 for r in records)
 
 
+def test_unit_token_passwords() -> None:
+    service, records = unit_service(token_backend=UnitTokens(), token_passwords=True)
+    assert asyncio.run(service.handle(unit_request(token="bob:app"))) is not None  # USER:PASSWORD
+    assert asyncio.run(service.handle(unit_request(token="t0k"))) is not None  # no colon: a token
+    assert [(r.backend, r.identity, r.username, r.outcome) for r in records] == [
+        ("backend", "bob", "bob", "issued"),
+        ("token", "tok", "", "issued"),
+    ]
+    assert "bob:app" not in repr(records)  # the token (the password in it) is in no record
+    plain, records = unit_service(token_backend=UnitTokens())
+    assert asyncio.run(plain.handle(unit_request(token="bob:app"))) is not None
+    assert records[0].identity == "tok"  # off by default: the whole token goes to the token backend
+
+
 @pytest.mark.parametrize(
     ("kw", "needle"),
     [
@@ -448,6 +501,7 @@ def test_unit_token_backend_and_labels() -> None:
         ({"mode": "config", "accounts": {"A": AccountSigner(TARGET.public_key, TARGET_SK)}}, "config mode"),
         ({"mode": "operator", "callout_account": "nope"}, "not an account public key"),
         ({"backend": None}, "no backend"),
+        ({"backend": None, "token_backend": UnitTokens(), "token_passwords": True}, "needs a backend"),
         ({"max_in_flight": 0}, "max_in_flight"),
     ],
 )
