@@ -18,7 +18,7 @@ when it is named alone). Default: everything.
   (``Authorization Violation``) stops the run with its text. Afterwards the service's own
   ``/metrics`` must count exactly one issued decision per connection and no refusal.
 * **Backends.** LDAP: the tests' private slapd (``tests/callout/conftest.py``), users alice,
-  bob and carol in turn (a subtree search, a user bind on a fresh connection, groups from
+  bob and carol in turn (a subtree search, a user bind on a pooled bind-only connection, groups from
   ``memberOf``; the pool of service connections warmed up first). OIDC: the tests' npm
   ``oidc-provider`` (``tests/callout/oidc_fixture.py``), one distinct RS256 access token per
   connection minted beforehand, sent as ``auth_token``; the JWKS is fetched during the warm-up and
