@@ -5,8 +5,10 @@ own judgement of the CONNECT):
 
 * **config mode** (``authorization { auth_callout { ... } }``): every client whose raw auth user
   (CONNECT ``nkey``, else ``user``, else ``[REDACTED]`` for a token) is not in ``auth_users``,
-  even one with a valid password; a client that logged into an account other than ``$G`` only if
-  ``allowed_accounts`` is empty or names that account. The request goes to the
+  even one with a valid password; an ``auth_users`` entry exempts a client only if it also names
+  a configured user (a users list's user, an nkey user, the single user), as nats-server 2.15.1
+  does, so a token client is always called out; a client that logged into an account other than
+  ``$G`` only if ``allowed_accounts`` is empty or names that account. The request goes to the
   ``auth_callout.account`` (default ``$G``), the user JWT must be signed by ``issuer``, and its
   ``aud`` names the account the user lands in.
 * **operator mode**: every client whose own JWT login succeeded (typically a "sentinel" user)
@@ -191,7 +193,7 @@ class CalloutClient:
         if acc != GLOBAL_ACCOUNT and ac.allowed_accounts and acc not in ac.allowed_accounts:
             return False
         user = _raw_auth_user(opts, "")
-        if user in ac.auth_users:
+        if user in ac.auth_users and cfg.is_configured_user(user):
             return False
         if ac.account != GLOBAL_ACCOUNT and ac.account not in cfg.accounts:
             # nats-server: no request at all, the client is refused at once

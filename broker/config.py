@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import hmac
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,19 @@ from trustkit import natsconf, nkeys
 from trustkit.errors import BrokerError
 from trustkit.jwt.types import Permission, UserPermissionLimits
 from trustkit.nkeys import PrefixByte
+from trustkit.trust import verify_nonce_signature
 
-__all__ = ["AuthCalloutConfig", "BrokerConfig", "ConfigError", "ConfigUser", "parse_conf"]
+__all__ = [
+    "AuthCalloutConfig",
+    "BrokerConfig",
+    "ConfigError",
+    "ConfigLogin",
+    "ConfigNkeyUser",
+    "ConfigUser",
+    "compare_passwords",
+    "is_bcrypt",
+    "parse_conf",
+]
 
 GLOBAL_ACCOUNT = "$G"
 
@@ -39,16 +51,66 @@ def parse_conf(text: str, source: str = "config", *, base: Path | None = None) -
 @dataclass(frozen=True, slots=True)
 class ConfigUser:
     """A user/password user of ``authorization { users }`` (account ``$G``) or of
-    ``accounts { A: { users } }``, with its optional ``permissions`` (publish/subscribe)."""
+    ``accounts { A: { users } }``, with its optional ``permissions`` (publish/subscribe). The
+    password is plain text or a bcrypt hash (:func:`compare_passwords`)."""
 
     name: str
     password: str = field(repr=False)
     account: str = GLOBAL_ACCOUNT
     permissions: UserPermissionLimits | None = None
 
-    def password_matches(self, given: object) -> bool:
-        """nats-server ``comparePasswords`` for plain passwords (constant time)."""
-        return isinstance(given, str) and hmac.compare_digest(self.password.encode(), given.encode())
+
+@dataclass(frozen=True, slots=True)
+class ConfigNkeyUser:
+    """An nkey user (``users: [ { nkey: U… } ]``, in ``authorization {}`` or an account): it
+    proves its key by signing the INFO ``nonce`` (CONNECT ``nkey`` + ``sig``)."""
+
+    nkey: str
+    account: str = GLOBAL_ACCOUNT
+    permissions: UserPermissionLimits | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigLogin:
+    """A CONNECT matched to a config-mode identity (:meth:`BrokerConfig.match_login`).
+
+    ``name`` is who it is (nats-server's raw auth user: the nkey, the user name, or
+    ``[REDACTED]`` for a token). ``secret`` is the configured password or token still to be
+    compared with ``given`` (:func:`compare_passwords`); None when nothing is left to compare
+    (an nkey user whose signature was verified)."""
+
+    name: str
+    account: str
+    permissions: UserPermissionLimits | None
+    secret: str | None = field(default=None, repr=False)
+    given: str = field(default="", repr=False)
+
+
+# nats-server isBcrypt (auth.go validBcryptPrefix ``^\$2[abxy]\$\d{2}\$.*``): a configured
+# password or token that looks like this is compared with bcrypt; anything else as plain text
+# (``$2$10$…`` included)
+_BCRYPT = re.compile(r"\$2[abxy]\$\d{2}\$")
+#: bcrypt reads at most 72 bytes of a password (Go's CompareHashAndPassword ignores the rest)
+_BCRYPT_MAX = 72
+
+
+def is_bcrypt(secret: str) -> bool:
+    """True if nats-server compares ``secret`` (a configured password or token) with bcrypt."""
+    return _BCRYPT.match(secret) is not None
+
+
+def compare_passwords(configured: str, given: str) -> bool:
+    """nats-server ``comparePasswords``: bcrypt when ``configured`` is a bcrypt hash (50-100 ms
+    at cost 10-11: call it off the event loop), otherwise a constant-time comparison. A hash
+    bcrypt cannot read matches nothing."""
+    if is_bcrypt(configured):
+        import bcrypt  # only configs with bcrypt secrets need it
+
+        try:
+            return bcrypt.checkpw(given.encode()[:_BCRYPT_MAX], configured.encode())
+        except ValueError:  # a malformed hash (Go: CompareHashAndPassword fails)
+            return False
+    return hmac.compare_digest(configured.encode(), given.encode())
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,8 +158,15 @@ class BrokerConfig:
     tls: TLSConfig | None = None
     #: ``authorization { timeout }`` in seconds; 0 means nats-server's default (2 s, TLS timeout + 1 s)
     authorization_timeout: float = 0.0
-    #: config-mode user/password users by name (None: no users list at all, so no auth)
+    #: config-mode user/password users by name (None: none at all)
     users: dict[str, ConfigUser] | None = None
+    #: config-mode nkey users by public key (None: none at all)
+    nkeys: dict[str, ConfigNkeyUser] | None = None
+    #: ``authorization { user, password }``: the single user (no ``users`` anywhere), in ``$G``
+    username: str = ""
+    password: str = field(default="", repr=False)
+    #: ``authorization { token }`` (CONNECT ``auth_token``), in ``$G``
+    token: str = field(default="", repr=False)
     #: config-mode accounts named in ``accounts {}`` (``$G`` always exists)
     accounts: list[str] = field(default_factory=list)
     auth_callout: AuthCalloutConfig | None = None
@@ -110,8 +179,49 @@ class BrokerConfig:
 
     @property
     def auth_required(self) -> bool:
-        """nats-server ``configureAuthorization``: trusted operators or any users list."""
-        return self.operator_mode or self.users is not None
+        """nats-server ``configureAuthorization``: trusted operators, users or nkey users, a
+        single user or a token (a password alone requires nothing)."""
+        return self.operator_mode or bool(self.users or self.nkeys or self.username or self.token)
+
+    @property
+    def nonce_required(self) -> bool:
+        """nats-server ``nonceRequired``: INFO carries a nonce with trusted operators or nkey users."""
+        return self.operator_mode or bool(self.nkeys)
+
+    def is_configured_user(self, name: str) -> bool:
+        """True if ``name`` is a user of a users list, an nkey user's key or the single user."""
+        if name in (self.users or {}) or name in (self.nkeys or {}):
+            return True
+        return bool(name) and name == self.username
+
+    def match_login(self, opts: Mapping[str, Any], nonce: str) -> ConfigLogin | None:
+        """Who a CONNECT (``opts``) is in config mode, in nats-server's order
+        (``processClientOrLeafAuthentication``): an nkey user (its ``sig`` over ``nonce`` is
+        verified here), else a user of a users list, else the token, else the single user.
+        None when refused already; the password or token comparison is left to the caller
+        (:func:`compare_passwords`: bcrypt is slow)."""
+        creds: dict[str, str] = {}
+        for k in ("nkey", "sig", "user", "pass", "auth_token"):
+            v = opts.get(k)
+            if v is not None and not isinstance(v, str):  # nats-server cannot decode such a CONNECT
+                return None
+            creds[k] = v or ""
+        if self.nkeys and creds["nkey"]:
+            nk = self.nkeys.get(creds["nkey"])
+            if nk is None or not creds["sig"] or not verify_nonce_signature(nk.nkey, nonce, creds["sig"]):
+                return None
+            return ConfigLogin(nk.nkey, nk.account, nk.permissions)
+        if self.users and creds["user"]:
+            user = self.users.get(creds["user"])
+            if user is None:
+                return None
+            return ConfigLogin(user.name, user.account, user.permissions, user.password, creds["pass"])
+        if self.token:
+            # nats-server registers no user for a token or the single user: no permissions
+            return ConfigLogin("[REDACTED]", GLOBAL_ACCOUNT, None, self.token, creds["auth_token"])
+        if self.username and creds["user"] == self.username:
+            return ConfigLogin(self.username, GLOBAL_ACCOUNT, None, self.password, creds["pass"])
+        return None
 
     @classmethod
     def from_file(cls, path: str | Path) -> BrokerConfig:
@@ -251,8 +361,6 @@ def _tls(cfg: BrokerConfig, value: Any, base: Path) -> None:
 
 # --- authorization {} and accounts {} (config mode) -------------------------------------------
 
-_BCRYPT = re.compile(r"\$2[abxy]?\$\d{2}\$.*")  # nats-server validBcryptPrefix
-
 
 def _str_list(key: str, value: Any) -> list[str]:
     items = value if isinstance(value, list) else None
@@ -293,35 +401,74 @@ def _user_permissions(who: str, value: Any) -> UserPermissionLimits:
     return upl
 
 
-def _users(cfg: BrokerConfig, value: Any, account: str) -> None:
-    """nats-server ``parseUsers`` for user/password entries (nkey users are not supported)."""
+def _string(key: str, value: Any) -> str:
+    if not isinstance(value, str):  # nats-server: a type assertion that fails the config
+        raise ConfigError(f"{key} must be a string, got {value!r}")
+    return value
+
+
+def _parse_users(value: Any, account: str) -> tuple[list[ConfigUser], list[ConfigNkeyUser]]:
+    """nats-server ``parseUsers``: user/password entries and nkey entries, each with optional
+    ``permissions`` (aliases ``permission``, ``authorization``)."""
     if not isinstance(value, list):
         raise ConfigError(f"Expected users field to be an array, got {value!r}")
-    users = cfg.users if cfg.users is not None else {}
+    users: list[ConfigUser] = []
+    keys: list[ConfigNkeyUser] = []
     for entry in value:
         if not isinstance(entry, dict):
             raise ConfigError(f"Expected user entry to be a map/struct, got {entry!r}")
-        name = password = ""
+        name = password = nkey = ""
         perms: UserPermissionLimits | None = None
         for k, v in entry.items():
             if k in ("user", "username"):
-                name = str(v)
+                name = _string(f"user {k}", v)
             elif k in ("pass", "password"):
-                password = str(v)
-            elif k in ("permission", "permissions", "authorization"):
-                perms = _user_permissions(f"user {name or '?'}", v)
+                password = _string(f"user {name or '?'} {k}", v)
             elif k == "nkey":
-                raise ConfigError("nkey users are not supported by trustkit-broker (user/password, or JWTs)")
-            else:
+                nkey = _string("user nkey", v)
+            elif k in ("permission", "permissions", "authorization"):
+                perms = _user_permissions(f"user {name or nkey or '?'}", v)
+            elif not natsconf.is_variable(entry, k):
                 raise ConfigError(f"user key {k!r} is not supported by trustkit-broker")
-        if not name:
+        if not name and not nkey:
             raise ConfigError("User entry requires a user")
-        if _BCRYPT.fullmatch(password):
-            raise ConfigError(f"user {name}: bcrypt passwords are not supported by trustkit-broker")
-        if name in users:
-            raise ConfigError(f'Duplicate user "{name}" detected')
-        users[name] = ConfigUser(name, password, account, perms)
-    cfg.users = users
+        if nkey:
+            if not nkeys.is_valid_public_key(nkey, PrefixByte.USER):
+                raise ConfigError(f"Not a valid public nkey for a user: {nkey!r}")
+            if name or password:
+                raise ConfigError(f"Nkey users do not take usernames or passwords (nkey {nkey})")
+            keys.append(ConfigNkeyUser(nkey, account, perms))
+        else:
+            users.append(ConfigUser(name, password, account, perms))
+    return users, keys
+
+
+def _add_users(
+    cfg: BrokerConfig,
+    users: list[ConfigUser],
+    keys: list[ConfigNkeyUser],
+    default: UserPermissionLimits | None,
+) -> None:
+    """Register parsed users: ``default`` (the block's default permissions) for those without
+    their own (nats-server ``applyDefaultPermissions``); user names and nkeys are one namespace
+    across all blocks."""
+    by_name = cfg.users if cfg.users is not None else {}
+    by_key = cfg.nkeys if cfg.nkeys is not None else {}
+    for u in users:
+        if u.name in by_name or u.name in by_key:
+            raise ConfigError(f'Duplicate user "{u.name}" detected')
+        if u.permissions is None and default is not None:
+            u = replace(u, permissions=default)
+        by_name[u.name] = u
+    for nk in keys:
+        if nk.nkey in by_name or nk.nkey in by_key:
+            raise ConfigError(f'Duplicate nkey "{nk.nkey}" detected')
+        if nk.permissions is None and default is not None:
+            nk = replace(nk, permissions=default)
+        by_key[nk.nkey] = nk
+    # None while there is nobody: nats-server requires no auth for an empty users list
+    cfg.users = by_name or cfg.users
+    cfg.nkeys = by_key or cfg.nkeys
 
 
 def _auth_callout(value: Any) -> AuthCalloutConfig:
@@ -360,11 +507,15 @@ def _auth_callout(value: Any) -> AuthCalloutConfig:
 
 
 def _authorization(cfg: BrokerConfig, value: Any, base: Path) -> None:
-    """nats-server ``parseAuthorization``: ``timeout``, ``users`` and ``auth_callout`` (alias
-    ``auth_hook``). A single ``user``/``password``, ``token``, default permissions and nkey users
-    are refused."""
+    """nats-server ``parseAuthorization``: ``timeout``, ``users`` (user/password and nkey users),
+    ``permissions`` (aliases ``default_permission(s)``: for the users listed here without their
+    own), a single ``user``/``password``, a ``token``, and ``auth_callout`` (alias ``auth_hook``),
+    with nats-server's rules on combining them (its texts)."""
     if not isinstance(value, dict):
         raise ConfigError("authorization must be a block { users, timeout, auth_callout }")
+    user = password = token = ""
+    listed: tuple[list[ConfigUser], list[ConfigNkeyUser]] | None = None
+    default: UserPermissionLimits | None = None
     for k, v in value.items():
         if k == "timeout":
             if isinstance(v, bool) or not isinstance(v, int | float | str):
@@ -379,18 +530,49 @@ def _authorization(cfg: BrokerConfig, value: Any, base: Path) -> None:
             if seconds < 0:
                 raise ConfigError(f"authorization timeout must not be negative, got {v!r}")
             cfg.authorization_timeout = seconds
+        elif k in ("user", "username"):
+            user = _string(f"authorization {k}", v)
+        elif k in ("pass", "password"):
+            password = _string(f"authorization {k}", v)
+        elif k == "token":
+            token = _string("authorization token", v)
         elif k == "users":
-            _users(cfg, v, GLOBAL_ACCOUNT)
+            listed = _parse_users(v, GLOBAL_ACCOUNT)
+        elif k in ("default_permission", "default_permissions", "permissions"):
+            default = _user_permissions("authorization", v)
         elif k in ("auth_callout", "auth_hook"):
             cfg.auth_callout = _auth_callout(v)
         elif not natsconf.is_variable(value, k):
             raise ConfigError(
-                f"authorization key {k!r} is not supported by trustkit-broker (users, timeout, auth_callout)"
+                f"authorization key {k!r} is not supported by trustkit-broker "
+                "(user, password, token, users, permissions, timeout, auth_callout)"
             )
+    # nats-server's rules (opts.go "authorization"); users of accounts {} read before count too
+    if (user or password) and token:
+        raise ConfigError("Cannot have a user/pass and token")
+    if listed is not None or cfg.users or cfg.nkeys:
+        if user:
+            raise ConfigError("Can not have a single user/pass and a users array")
+        if token:
+            raise ConfigError("Can not have a token and a users array")
+    if listed is not None:
+        _add_users(cfg, *listed, default)
+    cfg.username, cfg.password, cfg.token = user, password, token
+    # what nats-server accepts and then ignores: said at start-up
+    if default is not None and not (listed and (listed[0] or listed[1])):
+        cfg.warnings.append(
+            "authorization permissions apply to the users listed in its users array only: "
+            "none is listed, so they apply to nobody (as in nats-server)"
+        )
+    if password and not user and not token:
+        cfg.warnings.append(
+            "authorization password without a user requires no authentication (as in nats-server)"
+        )
 
 
 def _accounts(cfg: BrokerConfig, value: Any, base: Path) -> None:
-    """``accounts { A: { users: [...] } }``: named accounts with user/password users."""
+    """``accounts { A: { users: [...], default_permissions: {...} } }``: named accounts with
+    user/password and nkey users (nats-server ``parseAccounts``)."""
     if not isinstance(value, dict):
         raise ConfigError("accounts must be a block { NAME: { users: [...] } }")
     for key, body in value.items():
@@ -400,11 +582,25 @@ def _accounts(cfg: BrokerConfig, value: Any, base: Path) -> None:
         if not isinstance(body, dict):
             raise ConfigError(f"account {name!r} must be a block {{ users: [...] }}")
         cfg.accounts.append(name)
+        users: list[ConfigUser] = []
+        keys: list[ConfigNkeyUser] = []
+        default: UserPermissionLimits | None = None
         for k, v in body.items():
             if k == "users":
-                _users(cfg, v, name)
+                users, keys = _parse_users(v, name)
+            elif k == "default_permissions":
+                default = _user_permissions(f"account {name} default_permissions", v)
             elif not natsconf.is_variable(body, k):
-                raise ConfigError(f"account {name!r}: key {k!r} is not supported by trustkit-broker (users)")
+                raise ConfigError(
+                    f"account {name!r}: key {k!r} is not supported by trustkit-broker "
+                    "(users, default_permissions)"
+                )
+        if users or keys:  # nats-server: against an authorization {} block read before
+            if cfg.username:
+                raise ConfigError("Can not have a single user/pass and accounts")
+            if cfg.token:
+                raise ConfigError("Can not have a token and accounts")
+        _add_users(cfg, users, keys, default)
 
 
 def _check_auth(cfg: BrokerConfig) -> None:
@@ -412,10 +608,12 @@ def _check_auth(cfg: BrokerConfig) -> None:
     if cfg.operator_mode:
         if cfg.accounts:
             raise ConfigError("operators do not allow Accounts to be configured directly")
-        if cfg.users is not None:
+        if cfg.users or cfg.nkeys:
             raise ConfigError("operators do not allow users to be configured directly")
         if cfg.auth_callout is not None:
             raise ConfigError("operators do not allow authorization callouts to be configured directly")
+        if cfg.username or cfg.token:  # nats-server accepts them and judges JWTs only
+            cfg.warnings.append("authorization user/token is ignored in operator mode (as in nats-server)")
         return
     ac = cfg.auth_callout
     if ac is None:
@@ -427,7 +625,7 @@ def _check_auth(cfg: BrokerConfig) -> None:
     if ac.account != GLOBAL_ACCOUNT and ac.account not in cfg.accounts:
         cfg.warnings.append(f'Authorization callout account "{ac.account}" not valid')
     for u in ac.auth_users:
-        if cfg.users is None or u not in cfg.users:
+        if not cfg.is_configured_user(u):
             cfg.warnings.append(f'Authorization callout user "{u}" not valid')
 
 

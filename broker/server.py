@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import concurrent.futures
 import heapq
 import math
+import os
 import secrets
 import ssl
 import time
@@ -30,7 +32,7 @@ import orjson
 
 from broker import protocol as P
 from broker.callout_client import AuthWait, CalloutClient, local_grant
-from broker.config import BrokerConfig
+from broker.config import BrokerConfig, ConfigLogin, compare_passwords, is_bcrypt
 from broker.router import Router, Subscription
 from broker.sharing import Links, Mappings, ShadowSub, Sharing, subjects_collide
 from broker.system import SystemRequests
@@ -275,8 +277,8 @@ class Conn(asyncio.Protocol):
         self.client_ip = ip = peer[0] if peer else ""
         broker = self.broker
         cfg = broker.config
-        # INFO: the server's fields, then client_id, client_ip and (operator mode) the nonce
-        if broker.operator_mode:
+        # INFO: the server's fields, then client_id, client_ip and (operator mode, nkey users) the nonce
+        if broker.nonce_required:
             nonce = broker.next_nonce()
             self.nonce = nonce.decode()
             ip_b = _json_str(ip)
@@ -340,6 +342,7 @@ class Conn(asyncio.Protocol):
         if self.closed:
             return False
         if self.pings_out + 1 > self.broker.config.ping_max:
+            self.broker.stale_connections += 1  # /varz stale_connections
             self.error_close("Stale Connection")
             return False
         self.pings_out += 1
@@ -657,9 +660,49 @@ class Conn(asyncio.Protocol):
                 broker.verifier.submit(pending.checks, lambda results: self._checked(opts, pending, results))
                 return
             grant, account = self._granted(opts, pending, [])
+        elif broker.config_auth:
+            self._config_login(opts)
+            return
         else:
             grant, account = self._login(opts)
         self._judged(opts, grant, account)
+
+    def _config_login(self, opts: dict[str, Any]) -> None:
+        """Judge a CONNECT against the config's users, nkey users, token or single user
+        (:meth:`BrokerConfig.match_login`). A bcrypt comparison (50-100 ms) runs in a thread:
+        until its verdict nothing else the client sent is handled, as while a callout decides."""
+        login = self.broker.config.match_login(opts, self.nonce)
+        if login is None or login.secret is None or not is_bcrypt(login.secret):
+            ok = login is not None and (login.secret is None or compare_passwords(login.secret, login.given))
+            self._judged(opts, *self._config_grant(login if ok else None))
+            return
+        self.auth_wait = AuthWait()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+        loop = asyncio.get_running_loop()
+        future = loop.run_in_executor(self.broker.bcrypt_pool(), compare_passwords, login.secret, login.given)
+        future.add_done_callback(lambda f: self._compared(opts, login, f))
+
+    def _compared(self, opts: dict[str, Any], login: ConfigLogin, future: asyncio.Future[bool]) -> None:
+        """The bcrypt verdict for this CONNECT: finish judging it, then handle what the client
+        sent meanwhile."""
+        ok = not future.cancelled() and future.exception() is None and future.result()
+        wait, self.auth_wait = self.auth_wait, None
+        if self.closed or wait is None:
+            return
+        self._judged(opts, *self._config_grant(login if ok else None))
+        if self.auth_wait is not None:  # the auth callout has it now: it resumes the client
+            self.auth_wait.ops, self.auth_wait.error = wait.ops, wait.error
+            return
+        self.auth_wait = wait
+        self.resume_after_auth()
+
+    def _config_grant(self, login: ConfigLogin | None) -> tuple[Grant | None, Account | None]:
+        """The grant of an admitted config-mode login (None, None when refused)."""
+        if login is None:
+            return None, None
+        grant = local_grant(login.name, login.account, login.permissions)
+        return grant, self.broker.account(login.account, None)
 
     def _checked(self, opts: dict[str, Any], pending: PendingGrant, results: list[bool]) -> None:
         """The worker's results for this CONNECT's signatures: finish judging it, then handle what
@@ -705,10 +748,9 @@ class Conn(asyncio.Protocol):
         self.admit(account, grant)
 
     def _login(self, opts: dict[str, Any]) -> tuple[Grant | None, Account | None]:
-        """The server's own judgement of a CONNECT (before any auth callout): the grant and the
-        account, or (None, None) when refused."""
+        """The server's own judgement of a CONNECT in operator mode or without auth (before any
+        auth callout): the grant and the account, or (None, None) when refused."""
         broker = self.broker
-        cfg = broker.config
         if broker.operator_mode:
             jwt_text = opts.get("jwt")
             if not isinstance(jwt_text, str) or not jwt_text:
@@ -727,11 +769,7 @@ class Conn(asyncio.Protocol):
                 broker.log(f"cid:{self.cid} authorization refused: {exc.code}: {exc.message}")
                 return None, None
             return grant, broker.account(grant.account.sub, grant.account)
-        if cfg.users is not None:  # config mode: the users of authorization {} and accounts {}
-            user = cfg.users.get(str(opts.get("user") or ""))
-            if user is None or not user.password_matches(opts.get("pass")):
-                return None, None
-            return local_grant(user.name, user.account, user.permissions), broker.account(user.account, None)
+        # (config-mode credentials: _config_login)
         return None, broker.account(GLOBAL_ACCOUNT, None)
 
     def admit(self, account: Account, grant: Grant | None) -> None:
@@ -925,8 +963,8 @@ class Conn(asyncio.Protocol):
             self.send(P.OK_FRAME)
         broker = self.broker
         handled = False
-        if account.key == broker.config.system_account and subject.startswith("$SYS."):
-            handled = broker.system.handle(subject, reply, headers, payload)  # broker/system.py
+        if subject.startswith("$SYS."):  # the system account's services (broker/system.py)
+            handled = broker.system.handle(subject, reply, headers, payload, self)
         if broker.callout.pending and subject.startswith(broker.callout.inbox_prefix):
             handled = broker.callout.on_reply(account, subject, payload) or handled  # a callout's answer
         delivered = broker.deliver(account, self, subject, reply, headers, payload) or handled
@@ -1026,6 +1064,10 @@ class Broker:
         # the config's mode, read per connection (a config does not change under a running broker)
         self.operator_mode = config.operator_mode
         self.auth_required = config.auth_required
+        self.nonce_required = config.nonce_required
+        # config-mode credentials to check (users, nkey users, a token or a single user)
+        self.config_auth = self.auth_required and not self.operator_mode
+        self._bcrypt_pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.log = log or (lambda msg: None)
         self.server_key = KeyPair.generate(PrefixByte.SERVER)
         self.accounts: dict[str, Account] = {}
@@ -1044,6 +1086,7 @@ class Broker:
         )
         self._perms_states: dict[int, _PermsState] = {}
         self.slow_consumers = 0
+        self.stale_connections = 0
         # the clock of response permissions (tests may set another)
         self.clock: Callable[[], float] = time.monotonic
         self.started = time.time()
@@ -1371,6 +1414,15 @@ class Broker:
             self._monitor = await start_monitor(self, self.config.host, self.config.http_port)
             self.config.http_port = self._monitor.sockets[0].getsockname()[1]
 
+    def bcrypt_pool(self) -> concurrent.futures.ThreadPoolExecutor:
+        """The threads that compare bcrypt passwords and tokens (started on first use), apart
+        from the loop's default executor so that a flood of logins does not delay other work."""
+        if self._bcrypt_pool is None:
+            self._bcrypt_pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=os.cpu_count() or 1, thread_name_prefix="bcrypt"
+            )
+        return self._bcrypt_pool
+
     def _new_conn(self) -> Conn:
         # registered in broker.conns by Conn.connection_made: with a TLS-first listener a failed
         # handshake never reaches the protocol, and must leave nothing behind
@@ -1393,6 +1445,9 @@ class Broker:
         if self.verifier is not None:
             self.verifier.close()
             self.verifier = None
+        if self._bcrypt_pool is not None:
+            self._bcrypt_pool.shutdown(wait=False, cancel_futures=True)
+            self._bcrypt_pool = None
         if self._monitor is not None:
             self._monitor.close()
             await self._monitor.wait_closed()

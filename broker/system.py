@@ -18,6 +18,20 @@ nats-server). :class:`JwtDir` is the resolver directory with ``DirJWTStore``'s r
 (server/dirstore.go): one ``<A>.jwt`` file per account, written atomically; a store hash that is the
 XOR of the SHA-256 of every stored JWT (what ``PACK`` compares); deletes that rename to
 ``<A>.jwt.deleted`` or, with ``hard_delete``, remove the file.
+
+It also answers the server's own services (server/events.go ``initEventTracking``), with the data
+of broker/monitor.py in nats-server's ``{"server", "data", "error"}`` envelope:
+
+- ``$SYS.REQ.USER.INFO``, from every account (nats-server imports it from the system account and
+  shares the requester's details): the ``UserInfo`` of the requesting client;
+- ``$SYS.REQ.USER.<A>.INFO`` (system account): ``UserInfo`` from the request's own
+  ``Nats-Request-Info`` header;
+- ``$SYS.REQ.SERVER.PING`` (system account): ``{"server", "statsz"}``;
+- ``$SYS.REQ.SERVER.PING.<KIND>`` and ``$SYS.REQ.SERVER.<id>.<KIND>`` for IDZ (a bare
+  ``ServerID``), STATSZ, VARZ, CONNZ and HEALTHZ (system account);
+- ``$SYS.REQ.ACCOUNT.<A>.CONNZ`` (system account): the envelope with ``<A>``'s connections; other
+  accounts import it as ``$SYS.REQ.SERVER.PING.CONNZ`` and ``$SYS.REQ.ACCOUNT.PING.CONNZ``, for
+  their own connections.
 """
 
 from __future__ import annotations
@@ -29,12 +43,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from broker import monitor
 from broker import protocol as P
 from trustkit import nkeys
 from trustkit.errors import BrokerError, ClaimTypeError, TokenError, TokenSignatureError, TrustkitError
@@ -45,7 +59,7 @@ from trustkit.nkeys import PrefixByte
 from trustkit.store.fsio import atomic_write, ensure_dir, fsync_dir, remove_file
 
 if TYPE_CHECKING:
-    from broker.server import Broker
+    from broker.server import Account, Broker, Conn
 
 __all__ = ["JwtDir", "JwtStoreError", "SystemRequests", "apply_account_update"]
 
@@ -53,6 +67,29 @@ UPDATE = "$SYS.REQ.CLAIMS.UPDATE"
 LIST = "$SYS.REQ.CLAIMS.LIST"
 PACK = "$SYS.REQ.CLAIMS.PACK"
 DELETE = "$SYS.REQ.CLAIMS.DELETE"
+USER_INFO = "$SYS.REQ.USER.INFO"
+SERVER_PING = "$SYS.REQ.SERVER.PING"
+#: what other accounts import from the system account (events.go registerSystemImports)
+SERVER_PING_CONNZ = "$SYS.REQ.SERVER.PING.CONNZ"
+ACCOUNT_PING_CONNZ = "$SYS.REQ.ACCOUNT.PING.CONNZ"
+#: the ``$SYS.REQ.SERVER.PING.<KIND>`` and ``$SYS.REQ.SERVER.<id>.<KIND>`` services answered here
+SERVER_KINDS = ("IDZ", "STATSZ", "VARZ", "CONNZ", "HEALTHZ")
+REQUEST_INFO = b"Nats-Request-Info"
+#: ``EventFilterOptions``: every request's body may carry them; a server they exclude stays silent
+FILTER_FIELDS: dict[str, type] = {
+    "server_name": str,
+    "cluster": str,
+    "host": str,
+    "exact_match": bool,
+    "tags": list,
+    "domain": str,
+}
+_EVENT_OPTIONS = {
+    "STATSZ": "StatszEventOptions",
+    "VARZ": "VarzEventOptions",
+    "CONNZ": "ConnzEventOptions",
+    "HEALTHZ": "HealthzEventOptions",
+}
 NO_LIMIT = -1
 _EXT = ".jwt"
 #: What nats-server sends a client of a deleted account before closing it (client.go).
@@ -264,12 +301,70 @@ def _go_decode_error(token: str, exc: TrustkitError, *, account: bool) -> str:
     return exc.message
 
 
-def _rfc3339nano(ns: int) -> str:
-    """Go's ``time.Time`` JSON form (RFC 3339 with trailing zeros of the nanoseconds trimmed)."""
-    secs, frac = divmod(ns, 1_000_000_000)
-    base = datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    digits = f"{frac:09d}".rstrip("0")
-    return f"{base}.{digits}Z" if digits else f"{base}Z"
+_rfc3339nano = monitor.rfc3339nano
+
+
+def _request_info(headers: bytes | None) -> dict[str, Any] | None:
+    """The ``Nats-Request-Info`` header's ``ClientInfo`` (``getRequestInfo``): {} when there is
+    none, None when it is not a JSON object."""
+    if not headers:
+        return {}
+    i = headers.find(b"\r\n" + REQUEST_INFO + b":")
+    if i < 0:
+        return {}
+    end = headers.find(b"\r\n", i + 2)
+    try:
+        value = orjson.loads(headers[i + len(REQUEST_INFO) + 3 : end if end >= 0 else None].strip())
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(value, dict):
+        return None
+    # the string fields of ClientInfo: another JSON type fails Go's unmarshal
+    if any(not isinstance(value.get(k, ""), str) for k in _CLIENT_INFO_STRINGS):
+        return None
+    return value
+
+
+_CLIENT_INFO_STRINGS = (
+    "start", "host", "acc", "svc", "user", "name", "lang", "ver", "server", "cluster", "stop", "jwt",
+    "issuer_key", "name_tag", "kind", "client_type", "client_id", "nonce", "reply",
+)  # fmt: skip
+
+
+def public_permissions(conn: Conn) -> dict[str, Any] | None:
+    """client.go ``publicPermissions``: the connection's permissions as nats-server reports them
+    (subscribe entries with a queue as ``"<subject> <queue>"``; ``responses`` with the defaults
+    applied), or None for a connection without permissions."""
+    grant = conn.grant
+    if grant is None or grant.permissions.unrestricted:
+        return None
+    perms = grant.permissions
+    pub: dict[str, Any] = {}
+    if perms.pub.allow:
+        pub["allow"] = list(perms.pub.allow)
+    if perms.pub.deny:
+        pub["deny"] = list(perms.pub.deny)
+    sub: dict[str, Any] = {}
+    for kind, entries, queues in (
+        ("allow", perms.sub.allow, perms.sub.allow_queues),
+        ("deny", perms.sub.deny, perms.sub.deny_queues),
+    ):
+        if entries:
+            plain = list(entries[: len(entries) - len(queues)])
+            sub[kind] = plain + [f"{subject} {queue}" for subject, queue in queues]
+    out: dict[str, Any] = {"publish": pub, "subscribe": sub}
+    if perms.resp_max is not None:
+        out["responses"] = {"max": perms.resp_max, "ttl": perms.resp_ttl_ns or 0}
+    return out
+
+
+def claim_expiration(conn: Conn, now: float) -> int:
+    """client.go ``claimExpiration``: nanoseconds until the user's JWT (or time window) ends,
+    truncated to whole seconds; 0 without one."""
+    grant = conn.grant
+    if grant is None or grant.expires_at is None:
+        return 0
+    return max(int(grant.expires_at - now), 0) * 1_000_000_000
 
 
 def apply_account_update(broker: Broker, claims: AccountClaims) -> None:
@@ -331,9 +426,23 @@ class SystemRequests:
                     broker.log(f"preload {key}: {exc.message}")
 
     # --- dispatch -------------------------------------------------------------------------
-    def handle(self, subject: str, reply: str | None, headers: bytes | None, payload: bytes) -> bool:
-        """Answer a request published in the system account. True if nats-server has a responder
-        subscribed to ``subject`` (with or without a reply), False if nobody listens."""
+    def handle(
+        self, subject: str, reply: str | None, headers: bytes | None, payload: bytes, conn: Conn | None = None
+    ) -> bool:
+        """Answer a ``$SYS.`` request that ``conn`` published (None: the system account itself).
+        True if nats-server has a responder for ``subject`` in the publisher's account (with or
+        without a reply), False if nobody listens."""
+        b = self.broker
+        sys_key = b.config.system_account
+        if not self.events_enabled():
+            return False
+        if conn is not None and conn.account is not None and conn.account.key != sys_key:
+            return self._imported(subject, reply, headers, payload, conn, conn.account)
+        account = conn.account if conn is not None else b.accounts.get(sys_key or "")
+        services = subject.startswith(("$SYS.REQ.SERVER.", "$SYS.REQ.USER.")) or subject.endswith(".CONNZ")
+        if services and account is not None:
+            if self._service(subject, reply, headers, payload, conn, account):
+                return True
         kind = self.kind
         if kind is None:
             return False
@@ -365,6 +474,198 @@ class SystemRequests:
         else:
             return False
         return True
+
+    # --- the server's services (events.go) ---------------------------------------------------
+    def events_enabled(self) -> bool:
+        """nats-server runs its system services when it has a system account: always in config
+        mode (``$SYS``), and in operator mode when one is configured."""
+        cfg = self.broker.config
+        return not cfg.operator_mode or cfg.system_account is not None
+
+    def _imported(
+        self,
+        subject: str,
+        reply: str | None,
+        headers: bytes | None,
+        payload: bytes,
+        conn: Conn | None,
+        account: Account,
+    ) -> bool:
+        """What every other account imports from the system account (``registerSystemImports``):
+        ``USER.INFO`` (with the requester's details shared, so a ``Nats-Request-Info`` header the
+        client sent is replaced) and the two account-scoped CONNZ pings. The reply goes back in
+        the requester's account."""
+        if subject == USER_INFO:
+            if reply:
+                self._send_in(account, reply, self._user_info_reply(conn, self._client_info(conn, account)))
+            return True
+        if subject in (SERVER_PING_CONNZ, ACCOUNT_PING_CONNZ):
+            self._z("CONNZ", reply, payload, account, scope=account.key)
+            return True
+        return False
+
+    def _service(
+        self,
+        subject: str,
+        reply: str | None,
+        headers: bytes | None,
+        payload: bytes,
+        conn: Conn | None,
+        account: Account,
+    ) -> bool:
+        """The system account's own subscriptions for the server's services; False for a subject
+        none of them takes."""
+        toks = subject.split(".")
+        if subject == USER_INFO:  # imported from itself, details shared, like any account
+            if reply:
+                self._send_in(account, reply, self._user_info_reply(conn, self._client_info(conn, account)))
+            return True
+        if len(toks) == 5 and toks[2] == "USER" and toks[4] == "INFO":  # ``$SYS.REQ.USER.*.INFO``
+            if reply:
+                info = _request_info(headers)  # a direct request: its own header, if any
+                if info is None or not self._request_account_known(info):
+                    body = orjson.dumps({"server": self.server_info(), "error": {"code": 400}})
+                else:
+                    body = self._user_info_reply(conn, info)
+                self._send_in(account, reply, body)
+            return True
+        if subject == SERVER_PING:
+            self._statsz(reply, payload, account)
+            return True
+        if len(toks) == 5 and toks[2] == "ACCOUNT" and toks[4] == "CONNZ":
+            self._z("CONNZ", reply, payload, account, scope=toks[3])
+            return True
+        if len(toks) == 5 and toks[2] == "SERVER" and toks[4] in SERVER_KINDS:
+            if toks[3] != "PING" and toks[3] != self.broker.server_key.public_key:
+                return False
+            kind = toks[4]
+            if kind == "STATSZ":
+                self._statsz(reply, payload, account)
+            elif kind == "IDZ":
+                if reply:
+                    self._send_in(account, reply, orjson.dumps(monitor.idz(self.broker)))
+            else:
+                self._z(kind, reply, payload, account)
+            return True
+        return False
+
+    def _request_account_known(self, info: dict[str, Any]) -> bool:
+        """``getRequestInfo``: a ``ClientInfo`` that names a service account (``svc``), else an
+        account (``acc``), the server does not know is refused (``ErrMissingAccount``)."""
+        for key in ("svc", "acc"):
+            name = info.get(key)
+            if name:
+                return isinstance(name, str) and monitor.account_known(self.broker, name)
+        return True
+
+    def _client_info(self, conn: Conn | None, account: Account) -> dict[str, Any]:
+        """The ``ClientInfo`` nats-server shares with an imported request (``getClientInfo``):
+        the account, the raw auth user and the user JWT's name."""
+        info: dict[str, Any] = {"acc": account.key}
+        if conn is not None:
+            info["user"] = monitor.raw_auth_user(conn)
+            grant = conn.grant
+            if grant is not None and grant.signing_key and grant.user.name:
+                info["name_tag"] = grant.user.name  # a JWT user's name (config users have none)
+        return info
+
+    def _user_info_reply(self, conn: Conn | None, info: dict[str, Any]) -> bytes:
+        """events.go ``userInfoReq``: ``UserInfo`` from the request's ``ClientInfo``, with the
+        permissions and expiry of the connection that sent it."""
+        acc = info.get("acc") if isinstance(info.get("acc"), str) else ""
+        user = info.get("user") if isinstance(info.get("user"), str) else ""
+        data: dict[str, Any] = {"user": user, "account": acc}
+        if acc and monitor.account_known(self.broker, acc):
+            data["account_name"] = monitor.account_name_tag(self.broker, acc)
+        name_tag = info.get("name_tag")
+        if isinstance(name_tag, str) and name_tag:
+            data["user_name"] = name_tag
+        if conn is not None:
+            perms = public_permissions(conn)
+            if perms is not None:
+                data["permissions"] = perms
+            expires = claim_expiration(conn, time.time())
+            if expires:
+                data["expires"] = expires
+        return orjson.dumps({"server": self.server_info(), "data": data})
+
+    def _options(self, kind: str, payload: bytes) -> dict[str, Any] | str | None:
+        """A request body decoded into ``<KIND>EventOptions`` (an empty body: no options). A
+        string is a 400 error's description; None means the filter excludes this server."""
+        if not payload:
+            return {}
+        fields = FILTER_FIELDS | monitor.OPTION_FIELDS.get(kind, {})
+        try:
+            values = monitor.decode_options(payload, _EVENT_OPTIONS[kind], fields)
+        except monitor.MonitorError as exc:
+            return exc.message
+        return None if self._filtered(values) else values
+
+    def _filtered(self, values: dict[str, Any]) -> bool:
+        """events.go ``filterRequest``: True if the request is not for this server (the broker
+        is in no cluster and has no server tags and no JetStream domain)."""
+        name, host, cluster = self.broker.info_base["server_name"], self.broker.config.host, ""
+        pairs = (("server_name", name), ("host", host), ("cluster", cluster))
+        want = [(values.get(k) or "", have) for k, have in pairs]
+        if values.get("exact_match"):
+            if any(w and w != have for w, have in want):
+                return True
+        elif any(w and w not in have for w, have in want):
+            return True
+        return bool(values.get("tags")) or bool(values.get("domain"))
+
+    def _statsz(self, reply: str | None, payload: bytes, account: Account) -> None:
+        """events.go ``statszReq``: ``{"server", "statsz"}``; without a reply it goes to the
+        broadcast subject ``$SYS.SERVER.<id>.STATSZ``."""
+        if not reply:
+            reply = f"$SYS.SERVER.{self.broker.server_key.public_key}.STATSZ"
+        values = self._options("STATSZ", payload)
+        if values is None:
+            return
+        if isinstance(values, str):
+            body = {"server": self.server_info(), "error": {"code": 400, "description": values}}
+            self._send_in(account, reply, orjson.dumps(body))
+            return
+        doc = {"server": self.server_info(), "statsz": monitor.statsz(self.broker)}
+        self._send_in(account, reply, orjson.dumps(doc))
+
+    def _z(
+        self, kind: str, reply: str | None, payload: bytes, account: Account, scope: str | None = None
+    ) -> None:
+        """events.go ``zReq``: ``{"server", "data"}``, or ``"error"`` with 400 (a body that does
+        not decode) or 500 (the builder refused the options). ``scope``: the account whose
+        connections CONNZ lists, whatever the options say."""
+        if not reply:
+            return
+        values = self._options(kind, payload)
+        if values is None:
+            return
+        error: dict[str, Any] | None = None
+        data: dict[str, Any] | None = None
+        if isinstance(values, str):
+            error = {"code": 400, "description": values}
+        else:
+            try:
+                if kind == "VARZ":
+                    data = monitor.varz(self.broker)
+                elif kind == "HEALTHZ":
+                    data = monitor.healthz(self.broker, monitor.healthz_options(values))
+                else:
+                    opts = monitor.connz_options(values)
+                    if scope is not None:
+                        opts.acc = scope
+                    data = monitor.connz(self.broker, opts)
+            except monitor.MonitorError as exc:
+                error = {"code": 500, "description": exc.message}
+        doc: dict[str, Any] = {"server": self.server_info()}
+        if error is not None:
+            doc["error"] = error
+        else:
+            doc["data"] = data
+        self._send_in(account, reply, orjson.dumps(doc))
+
+    def _send_in(self, account: Account, reply: str, payload: bytes) -> None:
+        self.broker.deliver(account, None, reply, None, None, payload)
 
     # --- replies --------------------------------------------------------------------------
     def server_info(self) -> dict[str, Any]:
