@@ -49,7 +49,6 @@ from trustkit.trust import (
     PendingGrant,
     SubjectPermission,
     TrustedOperators,
-    authorize_user,
     begin_authorization,
 )
 
@@ -643,15 +642,7 @@ class Conn(asyncio.Protocol):
                 self._judged(opts, None, None)
                 return
             # every check but the Ed25519 ones here; those in the worker process (broker/verifier.py)
-            pending = begin_authorization(
-                jwt_text,
-                nonce=self.nonce,
-                signature=opts.get("sig") or None,
-                resolver=broker.lookup_account,
-                operators=broker.operators,
-                now=int(time.time()),
-                client_ip=self.client_ip,
-            )
+            pending = self._begin(opts, jwt_text)
             if pending.checks.items:
                 # nothing the client sends next is handled before the verdict, as with a callout
                 self.auth_wait = AuthWait()
@@ -718,21 +709,39 @@ class Conn(asyncio.Protocol):
         self.auth_wait = wait
         self.resume_after_auth()
 
+    def _begin(self, opts: dict[str, Any], jwt_text: str) -> PendingGrant:
+        """The chain of trust for this CONNECT (trustkit.trust), its signature checks not run yet."""
+        broker = self.broker
+        return begin_authorization(
+            jwt_text,
+            nonce=self.nonce,
+            signature=opts.get("sig") or None,
+            resolver=broker.lookup_account,
+            operators=broker.operators,
+            now=int(time.time()),
+            client_ip=self.client_ip,
+        )
+
     def _granted(
         self, opts: dict[str, Any], pending: PendingGrant, results: list[bool]
     ) -> tuple[Grant | None, Account | None]:
-        """:meth:`_login`'s verdict from a judgement whose signature checks have run."""
+        """:meth:`_login`'s verdict from a judgement whose signature checks ran in the worker."""
         broker = self.broker
-        try:
-            grant = pending.finish(results)
-        except AuthorizationError as exc:
-            broker.log(f"cid:{self.cid} authorization refused: {exc.code}: {exc.message}")
+        grant = self._finish(pending, results)
+        if grant is None:
             return None, None
         if broker.lookup_account(grant.account.sub) is not grant.account:
             # a claims update (a revocation?) arrived while the signatures were checked: judge
-            # again against the account as it is now
+            # again, here and now, against the account as it is now (never install the old claims)
             return self._login(opts)
         return grant, broker.account(grant.account.sub, grant.account)
+
+    def _finish(self, pending: PendingGrant, results: list[bool]) -> Grant | None:
+        try:
+            return pending.finish(results)
+        except AuthorizationError as exc:
+            self.broker.log(f"cid:{self.cid} authorization refused: {exc.code}: {exc.message}")
+            return None
 
     def _judged(self, opts: dict[str, Any], grant: Grant | None, account: Account | None) -> None:
         """The server's verdict on a CONNECT: the auth callout's turn, then admit or refuse."""
@@ -755,18 +764,9 @@ class Conn(asyncio.Protocol):
             jwt_text = opts.get("jwt")
             if not isinstance(jwt_text, str) or not jwt_text:
                 return None, None
-            try:
-                grant = authorize_user(
-                    jwt_text,
-                    nonce=self.nonce,
-                    signature=opts.get("sig") or None,
-                    resolver=broker.lookup_account,
-                    operators=broker.operators,
-                    now=int(time.time()),
-                    client_ip=self.client_ip,
-                )
-            except AuthorizationError as exc:
-                broker.log(f"cid:{self.cid} authorization refused: {exc.code}: {exc.message}")
+            pending = self._begin(opts, jwt_text)
+            grant = self._finish(pending, pending.checks.run())  # the checks run here, now
+            if grant is None:
                 return None, None
             return grant, broker.account(grant.account.sub, grant.account)
         # (config-mode credentials: _config_login)

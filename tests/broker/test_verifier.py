@@ -258,14 +258,23 @@ def test_a_revocation_while_the_signatures_are_checked_is_not_missed() -> None:
 
     async def scenario() -> list[bytes]:
         async with broker_with(held, world) as broker:
+            # a first login loads the account into the broker
+            reader0, writer0 = await _login(broker.config.port, world)
+            await asyncio.sleep(0.1)
+            held.answer()
+            assert await _until_pong_or_close(reader0) == [b"PONG"]
             reader, writer = await _login(broker.config.port, world)
             await asyncio.sleep(0.1)
             assert held.held
             assert broker.resolver is not None
-            apply_account_update(broker, broker.resolver.store(world.revoking_app()))
+            revoking = broker.resolver.store(world.revoking_app())
+            apply_account_update(broker, revoking)  # the first client is cut off here
             held.answer()  # both signatures are good: the account as it is now decides
             lines = await _until_pong_or_close(reader)
             writer.close()
+            writer0.close()
+            # and the account keeps its new claims (the verdict did not bring the old ones back)
+            assert broker.accounts[world.app.public_key].claims is revoking
             return lines
 
     assert asyncio.run(scenario()) == [b"-ERR 'Authorization Violation'", b"<closed>"]
