@@ -35,7 +35,7 @@ from broker.callout_client import AuthWait, CalloutClient, local_grant
 from broker.config import BrokerConfig, ConfigLogin, compare_passwords, is_bcrypt
 from broker.router import Router, Subscription
 from broker.sharing import Links, Mappings, ShadowSub, Sharing, subjects_collide
-from broker.system import SystemRequests
+from broker.system import SLOW_CONSUMER, SystemRequests
 from broker.tls import TLSConfig
 from broker.verifier import Verifier, wanted
 from trustkit import subject as subjects
@@ -267,6 +267,8 @@ class Conn(asyncio.Protocol):
         self.expiry: asyncio.TimerHandle | None = None
         # set while an auth callout judges the CONNECT: nothing else is processed meanwhile
         self.auth_wait: AuthWait | None = None
+        # why the server closed it (the -ERR text; "" without one), for the DISCONNECT advisory
+        self.close_reason: str | None = None
 
     # --- connection lifecycle -------------------------------------------------------------
     def connection_made(self, base: asyncio.BaseTransport) -> None:
@@ -368,6 +370,7 @@ class Conn(asyncio.Protocol):
                 broker.sharing.conn_closed(self.account, self)
         broker.conns.discard(self)
         broker.closed_stats(self)
+        broker.system.disconnect_event(self)  # builds nothing unless the system account listens
 
     def data_received(self, data: bytes) -> None:
         if self.tls_pending or self.auth_wait is not None:
@@ -584,17 +587,22 @@ class Conn(asyncio.Protocol):
             # slow consumer: nats-server closes without -ERR; everybody else keeps flowing. Abort:
             # a close would wait for a peer that does not read to drain what is pending.
             self.broker.slow_consumers += 1
+            self.close_reason = SLOW_CONSUMER
             self.closed = True
             self.out.clear()
             self.transport.abort()
 
     def error_close(self, text: str) -> None:
+        if self.close_reason is None:
+            self.close_reason = text
         self.send(P.err(text))
         self.close()
 
     def close(self) -> None:
         if self.closed:
             return
+        if self.close_reason is None:
+            self.close_reason = ""
         if self.out and self.transport is not None and not self.tls_pending:
             self.transport.write(b"".join(self.out))
         self.out.clear()
@@ -803,12 +811,14 @@ class Conn(asyncio.Protocol):
                 self.timers.append(self.expiry)
         self.account = account
         account.conns.add(self)
+        broker.system.connect_event(self)  # builds nothing unless the system account listens
         self.parser.max_payload = (
             self.max_payload if self.max_payload != NO_LIMIT else broker.config.max_payload
         )
         if self.verbose:
             self.send(P.OK_FRAME)
         if self.max_subs == 0:  # nats-server: at the limit already; tell, then close ~20 ms later
+            self.close_reason = "maximum subscriptions exceeded"
             self.send(P.err("maximum subscriptions exceeded"))
             self.timers.append(asyncio.get_running_loop().call_later(0.02, self.close))
 

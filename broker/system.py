@@ -32,6 +32,13 @@ of broker/monitor.py in nats-server's ``{"server", "data", "error"}`` envelope:
 - ``$SYS.REQ.ACCOUNT.<A>.CONNZ`` (system account): the envelope with ``<A>``'s connections; other
   accounts import it as ``$SYS.REQ.SERVER.PING.CONNZ`` and ``$SYS.REQ.ACCOUNT.PING.CONNZ``, for
   their own connections.
+
+And it publishes, in the system account, nats-server's connect and disconnect advisories
+(events.go ``accountConnectEvent``, ``accountDisconnectEvent``): ``$SYS.ACCOUNT.<A>.CONNECT``
+when a client is admitted, ``$SYS.ACCOUNT.<A>.DISCONNECT`` (with ``sent``/``received`` counts and
+the ``ClosedState`` text as ``reason``) when it goes; a client refused at CONNECT goes as a
+disconnect of ``$G``, as nats-server's clients start in the global account. The event is built
+only when a system-account subscription matches its subject.
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ import orjson
 
 from broker import monitor
 from broker import protocol as P
+from broker.sharing import _Nuid
 from trustkit import nkeys
 from trustkit.errors import BrokerError, ClaimTypeError, TokenError, TokenSignatureError, TrustkitError
 from trustkit.jwt.account import AccountClaims
@@ -94,6 +102,29 @@ NO_LIMIT = -1
 _EXT = ".jwt"
 #: What nats-server sends a client of a deleted account before closing it (client.go).
 ERR_ACCOUNT_EXPIRED = "Account Authentication Expired"
+CONNECT_EVENT = "io.nats.server.advisory.v1.client_connect"
+DISCONNECT_EVENT = "io.nats.server.advisory.v1.client_disconnect"
+#: a connection closed by the server without an -ERR because it did not read (Conn.flush)
+SLOW_CONSUMER = "Slow Consumer"
+#: the ``-ERR`` a connection was closed with -> nats-server's ``ClosedState`` text (monitor.go)
+CLOSED_STATES = {
+    P.ERR_AUTHORIZATION: "Authentication Failure",
+    "Authentication Timeout": "Authentication Timeout",
+    "User Authentication Expired": "Authentication Expired",
+    ERR_ACCOUNT_EXPIRED: "Authentication Expired",
+    "User Authentication Revoked": "Credentials Revoked",
+    "maximum connections exceeded": "Maximum Connections Exceeded",
+    "maximum account active connections exceeded": "Maximum Account Connections Exceeded",
+    "maximum subscriptions exceeded": "Maximum Subscriptions Exceeded",
+    P.ERR_MAX_PAYLOAD: "Maximum Message Payload Exceeded",
+    P.ERR_MAX_CONTROL_LINE: "Maximum Control Line Exceeded",
+    P.ERR_UNKNOWN_PROTOCOL: "Parse Error",
+    "Stale Connection": "Stale Connection",
+    "invalid client protocol": "Bad Client Protocol Version",
+    "no responders requires headers support": "No Responders Requires Headers",
+    SLOW_CONSUMER: "Slow Consumer (Pending Bytes)",
+    "": "Parse Error",  # closed by the server without an -ERR of its own: a protocol error
+}
 
 
 class JwtStoreError(BrokerError):
@@ -404,6 +435,7 @@ class SystemRequests:
         # would stall every connection); replies keep the request order behind those writes
         self._writer: ThreadPoolExecutor | None = None
         self._pending = 0
+        self._ids: _Nuid | None = None  # advisory ids, made on first use
         cfg = broker.config
         self.kind = cfg.resolver if cfg.operator_mode else None  # "memory" | "full" | "cache" | None
         self.store: JwtDir | None = None
@@ -666,6 +698,90 @@ class SystemRequests:
 
     def _send_in(self, account: Account, reply: str, payload: bytes) -> None:
         self.broker.deliver(account, None, reply, None, None, payload)
+
+    # --- connect and disconnect advisories (events.go) ---------------------------------------
+    def _event_subject(self, conn: Conn, kind: str) -> tuple[Account, str, str] | None:
+        """(system account, subject, account name) when a system-account subscription takes
+        ``$SYS.ACCOUNT.<A>.<kind>``; None (nothing to build) otherwise."""
+        b = self.broker
+        sys_acct = b.accounts.get(b.config.system_account or "")
+        if sys_acct is None or not sys_acct.router.count():
+            return None
+        acc = conn.account.key if conn.account is not None else monitor.GLOBAL_ACCOUNT
+        subject = f"$SYS.ACCOUNT.{acc}.{kind}"
+        if not sys_acct.router.has_interest(subject) or not self.events_enabled():
+            return None
+        return sys_acct, subject, acc
+
+    def _event_client(self, conn: Conn, acc: str, stop: str = "") -> dict[str, Any]:
+        """The ``ClientInfo`` of a connect advisory, or with ``stop`` of a disconnect one
+        (``accountConnectEvent``, ``accountDisconnectEvent``), Go's ``omitempty`` applied."""
+        info: dict[str, Any] = {
+            "start": _rfc3339nano(int(conn.started * 1e9)),
+            "host": conn.client_ip,
+            "id": conn.cid,
+            "acc": acc,
+            "user": monitor.raw_auth_user(conn),
+            "name": conn.name,
+            "lang": conn.lang,
+            "ver": conn.version,
+        }
+        if stop:
+            info["rtt"] = conn.rtt
+            info["stop"] = stop
+        opts = conn.connect_opts or {}
+        token = opts.get("jwt")
+        if isinstance(token, str):
+            info["jwt"] = token
+        grant = conn.grant
+        if grant is not None:  # issuerForClient: the key that signed the user JWT (none in config mode)
+            info["issuer_key"] = grant.signing_key
+            info["tags"] = list(grant.user.tags)
+        info["name_tag"] = monitor.account_name_tag(self.broker, acc)
+        info["kind"] = "Client"
+        info["client_type"] = "nats"
+        return {k: v for k, v in info.items() if v}
+
+    def _publish_event(self, sys_acct: Account, subject: str, doc: dict[str, Any]) -> None:
+        self.broker.deliver(sys_acct, None, subject, None, None, orjson.dumps(doc))
+
+    def connect_event(self, conn: Conn) -> None:
+        """``$SYS.ACCOUNT.<A>.CONNECT`` for an admitted client, if anybody listens."""
+        target = self._event_subject(conn, "CONNECT")
+        if target is None:
+            return
+        sys_acct, subject, acc = target
+        if self._ids is None:
+            self._ids = _Nuid()
+        now = _rfc3339nano(self.clock())
+        doc: dict[str, Any] = {"type": CONNECT_EVENT, "id": self._ids.next(), "timestamp": now}
+        doc["server"] = self.server_info()
+        doc["client"] = self._event_client(conn, acc)
+        self._publish_event(sys_acct, subject, doc)
+
+    def disconnect_event(self, conn: Conn) -> None:
+        """``$SYS.ACCOUNT.<A>.DISCONNECT`` for a closed client, if anybody listens: what it sent
+        and received, and why it went (``Conn.close_reason``, the ``-ERR`` it got, if any)."""
+        target = self._event_subject(conn, "DISCONNECT")
+        if target is None:
+            return
+        sys_acct, subject, acc = target
+        if self._ids is None:
+            self._ids = _Nuid()
+        now = _rfc3339nano(self.clock())
+        text = conn.close_reason
+        if text is None:
+            reason = "Client Closed"
+        else:
+            reason = CLOSED_STATES.get(text, "Protocol Violation")
+        client = self._event_client(conn, acc, now)
+        doc: dict[str, Any] = {"type": DISCONNECT_EVENT, "id": self._ids.next(), "timestamp": now}
+        doc["server"] = self.server_info()
+        doc["client"] = client
+        doc["sent"] = {"msgs": conn.in_msgs, "bytes": conn.in_bytes}
+        doc["received"] = {"msgs": conn.out_msgs, "bytes": conn.out_bytes}
+        doc["reason"] = reason
+        self._publish_event(sys_acct, subject, doc)
 
     # --- replies --------------------------------------------------------------------------
     def server_info(self) -> dict[str, Any]:
