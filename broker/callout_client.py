@@ -77,6 +77,7 @@ from trustkit.trust import (
     Grant,
     compile_permissions,
     expand_scope_template,
+    grant_for,
     time_window_remaining,
 )
 
@@ -285,10 +286,7 @@ class CalloutClient:
         self.pending[inbox] = pending
         loop = asyncio.get_running_loop()
         pending.timer = loop.call_later(cfg.auth_timeout, self._expire, inbox)
-        # nats-server blocks the client's reads until the callout is over
-        conn.auth_wait = AuthWait()
-        if conn.transport is not None and not conn.transport.is_closing():
-            conn.transport.pause_reading()
+        conn.hold()  # nats-server blocks the client's reads until the callout is over
         # no fast failure without a subscriber: the client waits out auth_timeout, as on nats-server
         broker.deliver(self._account(account, claims), None, AUTH_CALLOUT_SUBJECT, inbox, headers, body)
 
@@ -406,8 +404,8 @@ class CalloutClient:
         if name != GLOBAL_ACCOUNT and name not in cfg.accounts:
             raise _Refused(f"no valid account {name!r} for auth callout response")
         _check_connection_type(user.permission_limits)
-        claims = AccountClaims(sub=name, name=name)
-        grant = self._grant(user, claims, user.permission_limits, None, remaining, now)
+        claims = AccountClaims(sub=name, name=name)  # no default permissions in config mode
+        grant = grant_for(user, claims, user.permission_limits, window_remaining=remaining, now=now)
         return self._finish(grant, name, ac.account, None)
 
     def _operator_grant(
@@ -439,35 +437,8 @@ class CalloutClient:
         _check_connection_type(limits)
         if is_revoked(target.revocations, user.sub, user.iat):
             raise _Refused("user authentication revoked")
-        d = target.default_permissions
-        default = None
-        if not (d.pub.empty() and d.sub.empty() and d.resp is None):
-            default = UserPermissionLimits(pub=d.pub, sub=d.sub, resp=d.resp)
-        grant = self._grant(user, target, limits, default, remaining, now, role)
+        grant = grant_for(user, target, limits, window_remaining=remaining, now=now, role=role)
         return self._finish(grant, target.sub, callout.sub, target)
-
-    @staticmethod
-    def _grant(
-        user: UserClaims,
-        account: AccountClaims,
-        limits: UserPermissionLimits,
-        default: UserPermissionLimits | None,
-        remaining: int | None,
-        now: int,
-        role: str | None = None,
-    ) -> Grant:
-        expires_at = user.exp or None
-        if remaining is not None:
-            expires_at = now + remaining if expires_at is None else min(expires_at, now + remaining)
-        return Grant(
-            user=user,
-            account=account,
-            permissions=compile_permissions(limits, default),
-            limits=limits,
-            expires_at=expires_at,
-            signing_key=user.iss,
-            scope_role=role,
-        )
 
     def _finish(
         self, grant: Grant, key: str, callout_account: str, claims: AccountClaims | None

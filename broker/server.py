@@ -201,6 +201,10 @@ class _PermsState:
         self.darray = _deny_entries(perms.sub)
 
 
+#: a CONNECT's verdict: the grant and the account, or (None, None) when refused
+Verdict = tuple[Grant | None, "Account | None"]
+
+
 class Conn(asyncio.Protocol):
     """One client connection: protocol state, grant, subscriptions, batched outbound frames."""
 
@@ -652,11 +656,11 @@ class Conn(asyncio.Protocol):
             # every check but the Ed25519 ones here; those in the worker process (broker/verifier.py)
             pending = self._begin(opts, jwt_text)
             if pending.checks.items:
-                # nothing the client sends next is handled before the verdict, as with a callout
-                self.auth_wait = AuthWait()
-                if self.transport is not None and not self.transport.is_closing():
-                    self.transport.pause_reading()
-                broker.verifier.submit(pending.checks, lambda results: self._checked(opts, pending, results))
+                self.hold()
+                broker.verifier.submit(
+                    pending.checks,
+                    lambda results: self._verdict(opts, lambda: self._granted(opts, pending, results)),
+                )
                 return
             grant, account = self._granted(opts, pending, [])
         elif broker.config_auth:
@@ -675,26 +679,15 @@ class Conn(asyncio.Protocol):
             ok = login is not None and (login.secret is None or compare_passwords(login.secret, login.given))
             self._judged(opts, *self._config_grant(login if ok else None))
             return
-        self.auth_wait = AuthWait()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.pause_reading()
+        self.hold()
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self.broker.bcrypt_pool(), compare_passwords, login.secret, login.given)
-        future.add_done_callback(lambda f: self._compared(opts, login, f))
+        future.add_done_callback(lambda f: self._verdict(opts, lambda: self._compared(login, f)))
 
-    def _compared(self, opts: dict[str, Any], login: ConfigLogin, future: asyncio.Future[bool]) -> None:
-        """The bcrypt verdict for this CONNECT: finish judging it, then handle what the client
-        sent meanwhile."""
+    def _compared(self, login: ConfigLogin, future: asyncio.Future[bool]) -> Verdict:
+        """The bcrypt verdict for this CONNECT."""
         ok = not future.cancelled() and future.exception() is None and future.result()
-        wait, self.auth_wait = self.auth_wait, None
-        if self.closed or wait is None:
-            return
-        self._judged(opts, *self._config_grant(login if ok else None))
-        if self.auth_wait is not None:  # the auth callout has it now: it resumes the client
-            self.auth_wait.ops, self.auth_wait.error = wait.ops, wait.error
-            return
-        self.auth_wait = wait
-        self.resume_after_auth()
+        return self._config_grant(login if ok else None)
 
     def _config_grant(self, login: ConfigLogin | None) -> tuple[Grant | None, Account | None]:
         """The grant of an admitted config-mode login (None, None when refused)."""
@@ -703,14 +696,20 @@ class Conn(asyncio.Protocol):
         grant = local_grant(login.name, login.account, login.permissions)
         return grant, self.broker.account(login.account, None)
 
-    def _checked(self, opts: dict[str, Any], pending: PendingGrant, results: list[bool]) -> None:
-        """The worker's results for this CONNECT's signatures: finish judging it, then handle what
-        the client sent meanwhile."""
+    def hold(self) -> None:
+        """Handle nothing more the client sends until its CONNECT's verdict (signature worker,
+        bcrypt thread, auth callout): nats-server reads nothing more meanwhile."""
+        self.auth_wait = AuthWait()
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def _verdict(self, opts: dict[str, Any], judge: Callable[[], Verdict]) -> None:
+        """A held CONNECT's verdict has come (``judge`` gives the grant and account): admit or
+        refuse, then handle what the client sent meanwhile, unless the auth callout takes over."""
         wait, self.auth_wait = self.auth_wait, None
         if self.closed or wait is None:
             return
-        grant, account = self._granted(opts, pending, results)
-        self._judged(opts, grant, account)
+        self._judged(opts, *judge())
         if self.auth_wait is not None:  # the auth callout has it now: it resumes the client
             self.auth_wait.ops, self.auth_wait.error = wait.ops, wait.error
             return

@@ -174,10 +174,7 @@ class Verifier:
                 self._died(f"it answered batch {bid} with {count} results")
                 return
             self.batches += 1
-            at = 0
-            for n, done in waiting:
-                done([b == 1 for b in answer[at : at + n]])
-                at += n
+            _hand_out([b == 1 for b in answer], waiting, _call_now)
 
     def _died(self, why: str) -> None:
         """Fail over to in-process checks; what was in flight is checked here."""
@@ -186,6 +183,12 @@ class Verifier:
             return
         self.log(f"signature worker stopped ({why}): checking signatures in the event loop from now on")
         self._detach(proc)
+        assert self.loop is not None
+        self._check_here(self.loop.call_soon)
+
+    def _check_here(self, call: Handout) -> None:
+        """Run every check not answered yet (sent, or still being gathered) in this process and
+        hand the results out through ``call(done, results)``; the queues are left empty."""
         pending = [(self._batches[bid], self._sent[bid]) for bid in sorted(self._sent)]
         if self._waiting:
             pending.append((self._batch_items, self._waiting))
@@ -193,12 +196,7 @@ class Verifier:
         self._batches.clear()
         self._parts, self._waiting, self._batch_items, self._count = [], [], [], 0
         for checks, waiting in pending:
-            results = [check_signed(pk, signed) for pk, signed in checks]
-            at = 0
-            for n, done in waiting:
-                assert self.loop is not None
-                self.loop.call_soon(done, results[at : at + n])
-                at += n
+            _hand_out([check_signed(pk, signed) for pk, signed in checks], waiting, call)
 
     def _detach(self, proc: subprocess.Popen[bytes]) -> None:
         if self.loop is not None:
@@ -217,20 +215,28 @@ class Verifier:
             proc.wait()
 
     def close(self) -> None:
-        """Stop the worker (its stdin closes: it exits). Checks in flight are run here first."""
+        """Stop the worker (its stdin closes: it exits). Checks not answered yet are run here
+        first, their callbacks called at once."""
         proc, self.proc = self.proc, None
         if proc is None:
             return
         self._detach(proc)
-        for bid in sorted(self._sent):
-            checks, waiting = self._batches[bid], self._sent[bid]
-            results = [check_signed(pk, signed) for pk, signed in checks]
-            at = 0
-            for n, done in waiting:
-                done(results[at : at + n])
-                at += n
-        self._sent.clear()
-        self._batches.clear()
+        self._check_here(_call_now)
+
+
+def _call_now(done: Done, results: list[bool]) -> None:
+    done(results)
+
+
+Handout = Callable[[Done, list[bool]], object]
+
+
+def _hand_out(results: list[bool], waiting: list[tuple[int, Done]], call: Handout) -> None:
+    """Give each submitter of a batch its share of ``results``, in submission order."""
+    at = 0
+    for n, done in waiting:
+        call(done, results[at : at + n])
+        at += n
 
 
 def _worker(stdin: BinaryIO, stdout: BinaryIO) -> None:

@@ -40,6 +40,7 @@ __all__ = [
     "begin_authorization",
     "compile_permissions",
     "expand_scope_template",
+    "grant_for",
     "sign_nonce",
     "verify_nonce_signature",
 ]
@@ -631,22 +632,28 @@ def _judge(
         else None
     )
 
-    expires_at = user.exp or None
-    if remaining is not None:
-        window_end = now + remaining
-        expires_at = window_end if expires_at is None else min(expires_at, window_end)
+    return grant_for(user, account, limits, window_remaining=remaining, now=now, role=role)
 
+
+def grant_for(
+    user: UserClaims,
+    account: AccountClaims,
+    limits: UserPermissionLimits,
+    *,
+    window_remaining: int | None,
+    now: int,
+    role: str | None = None,
+) -> Grant:
+    """The :class:`Grant` for a user already judged: its permissions compiled (the account's
+    default permissions when the user has none), its expiry the earlier of the user JWT's ``exp``
+    and the end of its connect window (``window_remaining`` seconds from ``now``)."""
+    expires_at = user.exp or None
+    if window_remaining is not None:
+        window_end = now + window_remaining
+        expires_at = window_end if expires_at is None else min(expires_at, window_end)
+    d = account.default_permissions
     default = None
-    if (
-        account.default_permissions.pub.allow
-        or account.default_permissions.pub.deny
-        or (
-            account.default_permissions.sub.allow
-            or account.default_permissions.sub.deny
-            or account.default_permissions.resp is not None
-        )
-    ):
-        d = account.default_permissions
+    if not (d.pub.empty() and d.sub.empty() and d.resp is None):
         default = UserPermissionLimits(pub=d.pub, sub=d.sub, resp=d.resp)
     return Grant(
         user=user,
