@@ -63,6 +63,8 @@ SUBJECT_CACHE_MAX = 16384  # published subject bytes -> subject, shared by all c
 VERDICT_CACHE_MAX = 4096  # verdicts per distinct set of permissions (publish, or delivery deny)
 PERMS_STATES_MAX = 1024  # distinct compiled permissions remembered by Broker.perms_state
 CRLF = b"\r\n"
+#: bytes read past a CONNECT awaiting its verdict before reading pauses until the verdict
+HOLD_LIMIT = 64 * 1024
 FLUSH_BACKLOG = 256  # messages published in one loop turn after which the outbound data is written
 # response permissions (allow_responses): the map of allowed replies is pruned of expired and used-up
 # entries when a request is delivered and more than REPLY_PERM_LIMIT were added, or more than
@@ -266,6 +268,7 @@ class Conn(asyncio.Protocol):
         # is parsed (bytes that arrive with the handshake's last flight are held, then parsed).
         self.tls_pending = False
         self.held = b""
+        self.hold_paused = False  # reading paused: too much arrived while a verdict was awaited
         self.upgrade: asyncio.Task[None] | None = None
         self.connect_opts: dict[str, Any] | None = None
         self.expiry: asyncio.TimerHandle | None = None
@@ -379,6 +382,12 @@ class Conn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.tls_pending or self.auth_wait is not None:
             self.held += data
+            transport = self.transport
+            if len(self.held) > HOLD_LIMIT and not (self.hold_paused or self.tls_pending or not transport):
+                # more than a CONNECT's worth arrived before its verdict: the rest waits in the
+                # kernel (reading stays on otherwise: a verdict is usually a millisecond away)
+                self.hold_paused = True
+                transport.pause_reading()
             return
         # Each operation is handled as soon as it is parsed (this connection is the parser's
         # sink); what is left was parsed after a CONNECT went to the auth callout, or after a close.
@@ -700,8 +709,6 @@ class Conn(asyncio.Protocol):
         """Handle nothing more the client sends until its CONNECT's verdict (signature worker,
         bcrypt thread, auth callout): nats-server reads nothing more meanwhile."""
         self.auth_wait = AuthWait()
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.pause_reading()
 
     def _verdict(self, opts: dict[str, Any], judge: Callable[[], Verdict]) -> None:
         """A held CONNECT's verdict has come (``judge`` gives the grant and account): admit or
@@ -826,7 +833,8 @@ class Conn(asyncio.Protocol):
         wait, self.auth_wait = self.auth_wait, None
         if wait is None or self.closed:
             return
-        if self.transport is not None:
+        if self.hold_paused and self.transport is not None:
+            self.hold_paused = False
             self.transport.resume_reading()
         self._dispatch(wait.ops)
         if self.auth_wait is not None:  # another CONNECT among them went to the callout

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 import pytest
 
 from broker.config import BrokerConfig, parse_conf
-from broker.server import Broker
+from broker.server import HOLD_LIMIT, Broker
 from broker.system import apply_account_update
 from broker.verifier import _HEAD, Verifier, _worker, wanted
 from trustkit import jwt
@@ -233,6 +233,35 @@ def test_what_follows_a_connect_waits_for_its_verdict_and_keeps_its_order() -> N
             return lines
 
     assert asyncio.run(scenario()) == [b"MSG foo 1 2", b"hi", b"PONG"]
+
+
+def test_a_flood_before_the_verdict_pauses_reading_and_loses_nothing() -> None:
+    """Reading stays on while a verdict is awaited, up to HOLD_LIMIT bytes; past it, reading
+    pauses (the rest waits in the kernel) and resumes with the verdict, every message in order."""
+    world = OpWorld()
+    held = Held()
+    count, size = 400, 1024
+    pubs = b"".join(b"PUB foo %d\r\n%b\r\n" % (size, b"%04d" % i + b"x" * (size - 4)) for i in range(count))
+    assert len(pubs) > 4 * HOLD_LIMIT
+
+    async def scenario() -> tuple[int, bool, list[bytes]]:
+        async with broker_with(held, world) as broker:
+            reader, writer = await _login(broker.config.port, world, b"SUB foo 1\r\n" + pubs)
+            await _nothing_for(reader, 0.3)
+            (conn,) = [c for c in broker.conns if c.auth_wait is not None]
+            buffered, paused = len(conn.held), conn.hold_paused
+            held.answer()
+            got: list[bytes] = []
+            async with asyncio.timeout(10):
+                while (line := await reader.readline()) != b"PONG\r\n":
+                    assert line.startswith(b"MSG foo 1 "), line
+                    got.append((await reader.readexactly(size + 2))[:4])
+            writer.close()
+            return buffered, paused, got
+
+    buffered, paused, got = asyncio.run(scenario())
+    assert paused and buffered <= HOLD_LIMIT + 256 * 1024  # one read past the limit, at most
+    assert got == [b"%04d" % i for i in range(count)]
 
 
 @pytest.mark.parametrize("results", [[True, False], [False, True], [False, False]])
