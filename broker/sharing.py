@@ -46,8 +46,8 @@ How it routes, as nats-server does:
   unanswered sampled request reports 400, 408, 503 or 504. Imports of exports without
   ``latency`` only test ``ServiceImport.track``.
 
-Not implemented: the ``share`` option's extra client details (and ``rtt``) in
-``Nats-Request-Info``. A client's RTT is nats-server's estimate at CONNECT (``Conn.rtt``); the
+A request carries ``Nats-Request-Info`` (the requester's account and RTT; who it is with the
+import's ``share``). A client's RTT is nats-server's estimate at CONNECT (``Conn.rtt``); the
 broker does not refine it with PING/PONG as nats-server does.
 """
 
@@ -963,6 +963,25 @@ def _request_info(headers: bytes | None) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+#: Go ``ClientInfo``'s JSON fields in declaration order (events.go)
+_CLIENT_INFO_FIELDS = (
+    "start", "host", "id", "acc", "svc", "user", "name", "lang", "ver", "rtt", "server", "cluster",
+    "alts", "stop", "jwt", "issuer_key", "name_tag", "tags", "kind", "client_type", "client_id",
+    "nonce", "reply",
+)  # fmt: skip
+
+
+def _client_info_fields(info: dict[str, Any]) -> dict[str, Any]:
+    """A ``ClientInfo`` as Go marshals it after unmarshalling: its own fields only, in field
+    order, empty ones left out (``omitempty``)."""
+    return {k: info[k] for k in _CLIENT_INFO_FIELDS if info.get(k)}
+
+
+def _shares(si: ServiceImport) -> bool:
+    """The import's ``share``: the requester's details go along with its requests."""
+    return si.claim is not None and si.claim.share
+
+
 def _set_header(headers: bytes | None, value: bytes) -> bytes:
     """Go ``client.setHeader``: replace or append ``Nats-Request-Info``."""
     line = REQUEST_INFO + b": " + value + b"\r\n\r\n"
@@ -1626,7 +1645,7 @@ class Sharing:
         if dest.mapper is not None:
             to = dest.mapper(to)
         if not si.response:
-            headers = _set_header(headers, self._client_info(headers, acc, bool(chain)))
+            headers = _set_header(headers, self._client_info(headers, acc, si, sender))
         chain.append(si)
         try:
             delivered = bool(to) and self.broker.deliver(
@@ -1643,16 +1662,31 @@ class Sharing:
                 self._remove_response(dest, rsi, 503)
         return delivered
 
-    @staticmethod
-    def _client_info(headers: bytes | None, acc: Account, chained: bool) -> bytes:
-        """``Nats-Request-Info``: the requesting account; on a chained import, the first hop's info
-        with ``svc`` set to the account it passes through."""
-        if chained:
+    def _client_info(
+        self, headers: bytes | None, acc: Account, si: ServiceImport, sender: Conn | None
+    ) -> bytes:
+        """``Nats-Request-Info`` as ``processServiceImport`` sets it. First hop: the requester's
+        ``getClientInfo`` (its account and RTT; who it is, and this server, with the import's
+        ``share``). A chained hop keeps the first hop's info (Go's ``ClientInfo`` fields only) with
+        ``svc`` set to the account it passes through, and this server's name once it enters an
+        account that shares (or the system account) from one that did not."""
+        chain = self.chain
+        prev = chain[-1] if chain else None
+        share = _shares(prev if prev is not None else si)
+        to_system = si.acc.key == self.broker.config.system_account
+        if prev is not None:
             info = _request_info(headers)
             if info is not None:
                 info["svc"] = acc.key
-                return _go_json(info)
-        return _go_json({"acc": acc.key})
+                if not share and (_shares(si) or to_system):
+                    info["server"] = self.broker.info_base.get("server_name")
+                return _go_json(_client_info_fields(info))
+        ci = self._client(sender, share)
+        if ci is None:
+            return _go_json({"acc": acc.key})
+        if not share and to_system:
+            ci["server"] = self.broker.info_base.get("server_name")
+        return _go_json(_client_info_fields(ci))
 
     # --- pending responses (addRespServiceImport / removeRespServiceImport) -----------------------
     def _add_response(
@@ -1749,7 +1783,7 @@ class Sharing:
         picked, header = should_sample(lat.sampling, headers)
         if not picked:
             return None
-        return Sample(lat, sender, si.claim is not None and si.claim.share, header)
+        return Sample(lat, sender, _shares(si), header)
 
     def _tracked_suffix(self) -> str:
         """``.<server hash>.T``: what nats-server appends to the reply of a sampled request."""

@@ -212,6 +212,13 @@ def build_static(tmp: Path) -> World:
     # a chain: IMP -> EXP ("deep") -> DEEP ("svc.deep")
     w.export("DEEP", "svc.deep", SVC)
     w.import_("EXP", "DEEP", "svc.deep", SVC, local_subject="deep")
+    # share: IMP's details go with "shared"; on "deep2" only from the second hop (EXP -> DEEP) on
+    w.export("EXP", "svc.shared", SVC)
+    w.import_("IMP", "EXP", "svc.shared", SVC, local_subject="shared", share=True)
+    w.export("DEEP", "svc.deep2", SVC)
+    w.import_("EXP", "DEEP", "svc.deep2", SVC, local_subject="deep2", share=True)
+    w.export("EXP", "deep2", SVC)
+    w.import_("IMP", "EXP", "deep2", SVC)
     # mappings in EXP
     w.claims["EXP"].mappings = {
         "p.*": [jwt.WeightedMapping(subject="part.{{partition(10,1)}}")],
@@ -408,6 +415,55 @@ def test_service_imports_chain_through_accounts(url: str, static: World) -> None
             assert seen[0].headers is not None
             info = json.loads(seen[0].headers["Nats-Request-Info"])
             assert (info["acc"], info.get("svc")) == (static.key("IMP"), static.key("EXP"))
+
+    run(scenario())
+
+
+async def _request_info_of(svc: Conn, client: Conn, listen: str, ask: str) -> dict[str, Any]:
+    """The ``Nats-Request-Info`` that a request on ``ask`` brings to ``listen`` in the exporter."""
+    seen: list[Msg] = []
+
+    async def handle(msg: Msg) -> None:
+        seen.append(msg)
+        await msg.respond(b"")
+
+    sub = await svc.nc.subscribe(listen, cb=handle)
+    await synced(svc.nc)
+    await client.nc.request(ask, b"", timeout=2)
+    await sub.unsubscribe()
+    assert seen[0].headers is not None
+    info = json.loads(seen[0].headers["Nats-Request-Info"])
+    assert isinstance(info, dict)
+    return info
+
+
+def _rtt_ok(info: dict[str, Any]) -> bool:
+    """Takes ``rtt`` out of ``info``: nanoseconds, present once the server has an estimate."""
+    return isinstance(info.pop("rtt", 1), int)
+
+
+def test_share_sends_the_requesters_details_with_its_requests(url: str, static: World) -> None:
+    """Go ``getClientInfo``: the account and RTT always; who the requester is (and the server)
+    only through an import with ``share``; on a chain, the server's name once a hop shares."""
+
+    async def scenario() -> None:
+        async with clients(url, static, "alice", "bob", "deep") as (exp, client, deep):
+            plain = await _request_info_of(exp, client, "svc.echo", "echo")
+            shared = await _request_info_of(exp, client, "svc.shared", "shared")
+            chained = await _request_info_of(deep, client, "svc.deep2", "deep2")
+        assert _rtt_ok(plain) and plain == {"acc": static.key("IMP")}
+        assert _rtt_ok(shared)
+        assert sorted(shared) == sorted(
+            ["start", "host", "id", "acc", "user", "lang", "ver", "server", "jwt", "issuer_key", "name_tag",
+             "kind", "client_type"]
+        )  # fmt: skip
+        assert (shared["acc"], shared["kind"], shared["client_type"]) == (static.key("IMP"), "Client", "nats")
+        assert shared["issuer_key"] == static.key("IMP") and shared["jwt"].count(".") == 2
+        assert shared["user"].startswith("U") and shared["host"] == "127.0.0.1"
+        assert shared["name_tag"] == "bob"
+        assert _rtt_ok(chained)
+        assert set(chained) == {"acc", "svc", "server"} and chained["svc"] == static.key("EXP")
+        assert chained["server"] == shared["server"]
 
     run(scenario())
 
