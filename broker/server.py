@@ -68,6 +68,7 @@ CRLF = b"\r\n"
 HOLD_LIMIT = 64 * 1024
 FLUSH_BACKLOG = 256  # messages published in one loop turn after which the outbound data is written
 LISTEN_BACKLOG = 100  # the listening sockets' backlog (create_server's default)
+EXPIRE_CHECK = 60.0  # seconds between removals of expired JWTs from the resolver dir (nats-server's)
 ACCEPT_BACKLOG = 100  # connections accepted per readiness of a listening socket, as asyncio does
 ACCEPT_RETRY = 1.0  # seconds without accepting after an accept error (EMFILE...), as asyncio does
 # response permissions (allow_responses): the map of allowed replies is pruned of expired and used-up
@@ -1172,6 +1173,7 @@ class Broker:
         self._sweep_at = math.inf
         self.timers_dead = 0  # connections lost since the heap was last compacted
         self._server: asyncio.base_events.Server | None = None
+        self._expiring: asyncio.TimerHandle | None = None  # the resolver dir's expiry check
         # the system account's claims requests (UPDATE, LOOKUP, LIST, PACK, DELETE)
         self.system = SystemRequests(self)
 
@@ -1441,6 +1443,8 @@ class Broker:
         if self.operator_mode and wanted():
             self.verifier = Verifier(self.log)
             self.verifier.start()
+        if self.system.store is not None:
+            self._expiring = loop.call_later(EXPIRE_CHECK, self._expire_jwts)
         sock = self._server.sockets[0]
         self.config.port = sock.getsockname()[1]
         self.info_base["port"] = self.config.port
@@ -1485,6 +1489,10 @@ class Broker:
         if listener.fileno() != -1:  # not closed meanwhile (Broker.close)
             loop.add_reader(listener.fileno(), self._accept, loop, listener)
 
+    def _expire_jwts(self) -> None:
+        self.system.expire_jwts()
+        self._expiring = asyncio.get_running_loop().call_later(EXPIRE_CHECK, self._expire_jwts)
+
     def _new_conn(self) -> Conn:
         # registered in broker.conns by Conn.connection_made: with a TLS-first listener a failed
         # handshake never reaches the protocol, and must leave nothing behind
@@ -1498,6 +1506,9 @@ class Broker:
         t[3] += conn.out_bytes
 
     async def close(self) -> None:
+        if self._expiring is not None:
+            self._expiring.cancel()
+            self._expiring = None
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None

@@ -279,6 +279,26 @@ class JwtDir:
                     raise JwtStoreError("subject of existing and new jwt do not match")
         return self.save(key, token)
 
+    def expire(self, now: int) -> Callable[[], None] | None:
+        """Forget every JWT whose ``exp`` is at or before ``now`` (DirJWTStore's expiration
+        tracker, which nats-server runs every minute) and return the disk half: remove their
+        files, off the event loop, in order with the writes. None when nothing has expired."""
+        gone = [key for key, exp in self._exp.items() if 0 < exp <= now]
+        if not gone:
+            return None
+        paths = [self.directory / (key + _EXT) for key in gone]
+        for key in gone:
+            self._untrack(key)
+
+        def remove() -> None:
+            try:
+                for path in paths:
+                    remove_file(path, missing_ok=True)
+            except TrustkitError as exc:
+                raise JwtStoreError(exc.message) from None
+
+        return remove
+
     def delete(self, key: str) -> bool:
         """Rename to ``<key>.jwt.deleted`` (or remove, ``hard``); True if an account was removed,
         False if none was stored. Raises :class:`JwtStoreError` when deletes are not enabled."""
@@ -931,6 +951,19 @@ class SystemRequests:
             return
         self._changed(key, token)
         self._submit(write, lambda err: self._respond_now(reply, key, failed if err else done, err))
+
+    def expire_jwts(self) -> None:
+        """Remove the resolver directory's expired JWTs (:meth:`JwtDir.expire`); the broker runs
+        this every ``EXPIRE_CHECK`` seconds, as nats-server's full and cache resolvers do."""
+        if self.store is None:
+            return
+        job = self.store.expire(int(time.time()))
+        if job is not None:
+            self._submit(job, self._expired_removed)
+
+    def _expired_removed(self, error: str | None) -> None:
+        if error is not None:
+            self.broker.log(f"resolver dir: cannot remove an expired JWT: {error}")
 
     def _submit(self, job: Callable[[], None] | None, then: Callable[[str | None], None]) -> None:
         """Run ``job`` (or nothing) on the writer thread after every job before it, then ``then``

@@ -155,3 +155,56 @@ def test_resolver_keys_are_read() -> None:
 def test_resolver_keys_are_refused_as_nats_server_refuses_them(body: str, error: str) -> None:
     with pytest.raises(ConfigError, match=error):
         _resolver(body)
+
+
+def test_expire_forgets_expired_jwts_and_removes_their_files(tmp_path: Path) -> None:
+    now = int(time.time())
+    (a, ta), (b, tb), (c, tc) = account("A", exp=now - 1), account("B", exp=now + 100), account("C")
+    store = JwtDir(tmp_path, delete=None)
+    for key, token in ((a, ta), (b, tb), (c, tc)):
+        store.save(key, token)
+    assert store.expire(now - 5) is None, "nothing had expired then"
+    remove = store.expire(now)
+    assert remove is not None
+    assert a not in store and store.load(a) is None and store.hash() == xor_hash(tb, tc)
+    assert (tmp_path / f"{a}.jwt").exists(), "the files go with the returned disk half"
+    remove()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([f"{b}.jwt", f"{c}.jwt"])
+    assert store.expire(now + 1000) is not None and c in store, "a JWT without exp never expires"
+
+
+def test_the_broker_removes_expired_jwts_from_its_resolver_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+
+    import broker.server as server
+    from broker.server import Broker
+    from trustkit.serverconfig import nats_resolver_config
+
+    monkeypatch.setattr(server, "EXPIRE_CHECK", 0.2)
+    now = int(time.time())
+    sys_key, sys_jwt = account("SYS")
+    op_jwt = jwt.OperatorClaims(sub=OP.public_key, name="op", system_account=sys_key).encode(OP, iat=now - 10)
+    conf = nats_resolver_config(op_jwt, sys_jwt, directory=str(tmp_path / "jwt"), host="127.0.0.1", port=0)
+    (a, ta), (b, tb) = account("A", exp=now + 1, iat=now - 10), account("B", iat=now - 10)
+    cfg = BrokerConfig.from_conf(parse_conf(conf))
+    cfg.port = 0
+    (tmp_path / "jwt").mkdir()
+    (tmp_path / "jwt" / f"{a}.jwt").write_text(ta)
+    (tmp_path / "jwt" / f"{b}.jwt").write_text(tb)
+
+    async def scenario() -> bool:
+        broker = Broker(cfg, log=lambda m: None)
+        await broker.start()
+        try:
+            for _ in range(40):
+                await asyncio.sleep(0.1)
+                if not (tmp_path / "jwt" / f"{a}.jwt").exists():
+                    return broker.system.store is not None and a not in broker.system.store
+            return False
+        finally:
+            await broker.close()
+
+    assert asyncio.run(scenario())
+    assert (tmp_path / "jwt" / f"{b}.jwt").exists() and (tmp_path / "jwt" / f"{sys_key}.jwt").exists()
