@@ -26,6 +26,7 @@ from trustkit.jwt.types import (
     Export,
     JetStreamLimits,
     Permission,
+    Permissions,
     ResponsePermission,
     TimeRange,
     UserPermissionLimits,
@@ -743,7 +744,9 @@ _JS_FIELDS = {
 class AccountEdit:
     """What ``edit account`` changes; ``None`` leaves a value as it is. Sizes are bytes, -1 means
     unlimited. JetStream values go to the global block (``js_tier`` None or 0, as nsc), or with
-    ``js_tier=N`` to tier ``R<N>`` (the two are mutually exclusive in a JWT)."""
+    ``js_tier=N`` to tier ``R<N>`` (the two are mutually exclusive in a JWT).
+    ``default_permissions`` edits what users without permissions of their own get (nsc's
+    ``PermissionsParams`` of ``edit account``: subjects and the response permission only)."""
 
     conns: int | None = None
     leaf_conns: int | None = None
@@ -763,6 +766,7 @@ class AccountEdit:
     #: existing public keys to add as (unscoped) signing keys
     add_signing_keys: Sequence[str] = ()
     remove_signing_keys: Sequence[str] = ()
+    default_permissions: PermissionEdit | None = None
 
     def is_empty(self) -> bool:
         values = [getattr(self, a) for a in (*_LIMIT_FIELDS, *_JS_FIELDS)]
@@ -771,6 +775,7 @@ class AccountEdit:
             and not self.generate_signing_keys
             and not self.add_signing_keys
             and not self.remove_signing_keys
+            and (self.default_permissions is None or self.default_permissions.is_empty())
         )
 
 
@@ -780,9 +785,11 @@ def _show(value: object) -> str:
 
 def edit_account(ws: Workspace, operator: str, account: str, edit: AccountEdit, *, now: int) -> Edited:
     """``nsc edit account``: limits, ``disallow_bearer``, JetStream limits (global or per tier),
-    signing keys added (generated or given) and removed; re-signed with the operator key.
+    signing keys added (generated or given) and removed, ``default_permissions`` (as
+    :func:`apply_subject_permission_edit`); re-signed with the operator key.
 
-    Raises :class:`StoreError` (``store_usage`` nothing to change or a bad tier,
+    Raises :class:`StoreError` (``store_usage`` nothing to change, a bad tier or a user-only
+    option in the default permissions edit,
     ``store_not_found`` removing a key the account does not have) or :class:`ClaimsInvalidError`
     (global and tiered JetStream limits together, …). Nothing is written on error; generated
     seeds are stored only once the new account JWT is known to be valid.
@@ -791,6 +798,12 @@ def edit_account(ws: Workspace, operator: str, account: str, edit: AccountEdit, 
         raise StoreError("nothing to change: give at least one edit option", code="store_usage")
     if edit.js_tier is not None and edit.js_tier < 0:
         raise StoreError(f"JetStream tier {edit.js_tier} must be 0 (global) or more", code="store_usage")
+    if edit.default_permissions is not None and edit.default_permissions.user_only():
+        raise StoreError(
+            "default permissions take subjects and a response permission only, not "
+            + ", ".join(edit.default_permissions.user_only()),
+            code="store_usage",
+        )
     store = ws.open(operator)
     claims = store.account_claims(account)
     changes: list[str] = []
@@ -812,6 +825,10 @@ def edit_account(ws: Workspace, operator: str, account: str, edit: AccountEdit, 
             if value is not None:
                 setattr(target, key, value)
                 changes.append(f"{where}.{key}={_show(value)}")
+    if edit.default_permissions is not None:
+        changes += apply_subject_permission_edit(
+            claims.default_permissions, edit.default_permissions, where="default_permissions."
+        )
     new_keys, added, removed = _edit_signing_keys(
         edit,
         PrefixByte.ACCOUNT,
@@ -1111,6 +1128,18 @@ class PermissionEdit:
             )
         )  # fmt: skip
 
+    def user_only(self) -> list[str]:
+        """The fields set here that only a user (or a scoped key's template) has, not account
+        default permissions: bearer, source networks, times, locale, connection types, limits."""
+        return [
+            name
+            for name in (
+                "bearer", "source_networks", "remove_source_networks", "times", "remove_times",
+                "locale", "conn_types", "remove_conn_types", "subs", "data", "payload",
+            )
+            if getattr(self, name) not in (None, (), [])
+        ]  # fmt: skip
+
 
 def _conn_types(values: Sequence[str], what: str) -> list[str]:
     out = []
@@ -1123,43 +1152,59 @@ def _conn_types(values: Sequence[str], what: str) -> list[str]:
     return out
 
 
-def apply_permission_edit(upl: UserPermissionLimits, edit: PermissionEdit) -> list[str]:
-    """Change ``upl`` (a user's permissions and limits, or a scoped key's template) as nsc's
-    ``UserPermissionLimits.Run`` does; returns what changed, one line each.
+def apply_subject_permission_edit(
+    perms: Permissions | UserPermissionLimits, edit: PermissionEdit, *, where: str = ""
+) -> list[str]:
+    """Change the subjects and response permission of ``perms`` (an account's default
+    permissions, a user's permissions or a scoped key's template) as nsc's
+    ``PermissionsParams.Run`` does; returns what changed, one line each, the fields named after
+    ``where`` (e.g. ``default_permissions.``). Only those fields of ``edit`` are read.
 
     Allow/deny lists are appended to, ``--rm`` removes from all four, and each list is then
-    sorted (as nsc). Connection types are upper-cased and must be known; source networks are
-    trimmed and lower-cased and sorted. Raises :class:`StoreError` (``store_usage``) for an
-    unknown connection type or contradicting response options; subjects, CIDRs, times and the
-    locale are checked when the claims are validated.
+    sorted (as nsc). Raises :class:`StoreError` (``store_usage``) for contradicting response
+    options; subjects are checked when the claims are validated.
     """
     if edit.remove_response and (edit.allow_pub_response is not None or edit.response_ttl_ns is not None):
         raise StoreError(
             "--rm-response-perms contradicts --allow-pub-response/--response-ttl", code="store_usage"
         )
+    changes: list[str] = []
+    if edit.remove_response and perms.resp is not None:
+        perms.resp = None
+        changes.append(f"-{where}resp")
+    if edit.allow_pub_response is not None:
+        perms.resp = perms.resp or ResponsePermission()
+        perms.resp.max = edit.allow_pub_response
+        changes.append(f"{where}resp.max={edit.allow_pub_response}")
+    if edit.response_ttl_ns is not None:
+        perms.resp = perms.resp or ResponsePermission()
+        perms.resp.ttl = edit.response_ttl_ns
+        changes.append(f"{where}resp.ttl={edit.response_ttl_ns}")
+    for label, values, new in (
+        ("pub.allow", perms.pub.allow, edit.allow_pub),
+        ("pub.deny", perms.pub.deny, edit.deny_pub),
+        ("sub.allow", perms.sub.allow, edit.allow_sub),
+        ("sub.deny", perms.sub.deny, edit.deny_sub),
+    ):
+        _add_once(values, new, label=where + label, changes=changes)
+        _remove_all(values, edit.remove, label=where + label, changes=changes)
+        values.sort()
+    return changes
+
+
+def apply_permission_edit(upl: UserPermissionLimits, edit: PermissionEdit) -> list[str]:
+    """Change ``upl`` (a user's permissions and limits, or a scoped key's template) as nsc's
+    ``UserPermissionLimits.Run`` does; returns what changed, one line each.
+
+    Subjects and the response permission as :func:`apply_subject_permission_edit`. Connection types
+    are upper-cased and must be known; source networks are trimmed and lower-cased and sorted.
+    Raises :class:`StoreError` (``store_usage``) for an unknown connection type or
+    contradicting response options; subjects, CIDRs, times and the locale are checked when the
+    claims are validated.
+    """
     conn_add = _conn_types(edit.conn_types, "")
     conn_rm = _conn_types(edit.remove_conn_types, "rm ")
-    changes: list[str] = []
-    if edit.remove_response and upl.resp is not None:
-        upl.resp = None
-        changes.append("-resp")
-    if edit.allow_pub_response is not None:
-        upl.resp = upl.resp or ResponsePermission()
-        upl.resp.max = edit.allow_pub_response
-        changes.append(f"resp.max={edit.allow_pub_response}")
-    if edit.response_ttl_ns is not None:
-        upl.resp = upl.resp or ResponsePermission()
-        upl.resp.ttl = edit.response_ttl_ns
-        changes.append(f"resp.ttl={edit.response_ttl_ns}")
-    for label, values, new in (
-        ("pub.allow", upl.pub.allow, edit.allow_pub),
-        ("pub.deny", upl.pub.deny, edit.deny_pub),
-        ("sub.allow", upl.sub.allow, edit.allow_sub),
-        ("sub.deny", upl.sub.deny, edit.deny_sub),
-    ):
-        _add_once(values, new, label=label, changes=changes)
-        _remove_all(values, edit.remove, label=label, changes=changes)
-        values.sort()
+    changes = apply_subject_permission_edit(upl, edit)
     if edit.bearer is not None and edit.bearer != upl.bearer_token:
         upl.bearer_token = edit.bearer
         changes.append(f"bearer_token={_show(edit.bearer)}")
@@ -2041,21 +2086,24 @@ def export_keys(
     key_filter: str = "",
     remove: bool = False,
     include_jwts: bool = False,
+    force: bool = False,
 ) -> list[KeyFileRow]:
     """``nsc export keys``: copy seeds of the operator's entities to ``<directory>/<PUB>.nk``
     (0600, directory 0700): the operator, ``account`` (or every account) and its users (or just
     ``user``), keeping ``kinds`` and keys containing ``key_filter``; ``not_referenced``: the
     keystore's keys no entity of this operator uses instead.
 
-    A file already there with the same seed is ``unchanged``; one holding anything else refuses
-    the whole export (a seed is never overwritten). A key without a seed in the keystore is
-    ``no-seed``. ``remove`` deletes each exported seed from the keystore once its copy is
-    verified. Raises :class:`StoreError`; nothing is written on error.
+    A file already there with the same seed is ``unchanged`` (nsc refuses it too; here a
+    re-export is idempotent); one holding anything else refuses the whole export
+    (``store_key_conflict``, nsc's "already exists - specify --force to overwrite") unless
+    ``force`` (nsc ``--force``) replaces it atomically (0600, ``overwritten``). A key without a
+    seed in the keystore is ``no-seed``. ``remove`` deletes each exported seed from the keystore
+    once its copy is verified. Raises :class:`StoreError`; nothing is written on error.
 
     ``include_jwts`` (nsc ``--include-jwts``) also copies the JWT of every exported operator,
     account and user key, as stored, to ``<directory>/<PUB>.jwt`` (0600, as nsc), seed or not;
     signing keys, curve keys and ``not_referenced`` keys have no JWT. Their rows follow the
-    seeds' rows (``content`` ``"jwt"``); the same never-overwrite rule applies, and ``remove``
+    seeds' rows (``content`` ``"jwt"``); the same overwrite rule applies, and ``remove``
     never touches the store's JWTs.
     """
     from trustkit.store import fsio
@@ -2075,9 +2123,17 @@ def export_keys(
     dest = Path(directory)
     if dest.exists() and not dest.is_dir():
         raise StoreError(f"{dest} is not a directory", code="store_usage")
-    jobs: list[tuple[str, str, str, Path, str]] = []  # key, kind, entity, file, seed or "" / status
+    jobs: list[tuple[str, str, str, Path, str, bool]] = []  # key, kind, entity, file, seed or "", force
     rows: list[KeyFileRow] = []
     jwt_jobs: list[tuple[KeyFileRow, bytes]] = []  # row, JWT bytes to write or b"" (unchanged)
+
+    def refuse_overwrite(target: Path) -> None:
+        if not force:
+            raise StoreError(
+                f"{target} already exists and holds something else - specify --force to overwrite",
+                code="store_key_conflict",
+            )
+
     seen: set[str] = set()
     for key, kind, entity, jwt_path in keys:
         if key in seen:
@@ -2087,29 +2143,29 @@ def export_keys(
             token = fsio.read_bytes(jwt_path)
             jwt_target = dest / f"{key}.jwt"
             there = fsio.try_read_bytes(jwt_target)
-            if there is not None and there.strip() != token.strip():
-                raise StoreError(
-                    f"{jwt_target} already exists and holds something else: not overwritten",
-                    code="store_key_conflict",
-                )
-            status = "exported" if there is None else "unchanged"
+            differs = there is not None and there.strip() != token.strip()
+            if differs:
+                refuse_overwrite(jwt_target)
+            status = "exported" if there is None else "overwritten" if differs else "unchanged"
             row = KeyFileRow(key, kind, entity, str(jwt_target), status, content="jwt")
-            jwt_jobs.append((row, token if there is None else b""))
+            jwt_jobs.append((row, token if there is None or differs else b""))
         target = dest / f"{key}.nk"
         kp = ws.keystore.get_key(key)
         if kp is None:
             rows.append(KeyFileRow(key, kind, entity, "", "no-seed"))
             continue
         existing = fsio.try_read_bytes(target)
-        if existing is not None and existing.strip() != kp.seed.encode():
-            raise StoreError(
-                f"{target} already exists and holds something else: not overwritten",
-                code="store_key_conflict",
-            )
-        jobs.append((key, kind, entity, target, kp.seed if existing is None else ""))
-    for key, kind, entity, target, seed in jobs:
+        replace_it = existing is not None and existing.strip() != kp.seed.encode()
+        if replace_it:
+            refuse_overwrite(target)
+        seed = kp.seed if existing is None or replace_it else ""
+        jobs.append((key, kind, entity, target, seed, replace_it))
+    for key, kind, entity, target, seed, replace_it in jobs:
         status = "unchanged"
-        if seed:
+        if replace_it:  # --force
+            fsio.atomic_write(target, seed.encode(), mode=0o600)
+            status = "overwritten"
+        elif seed:
             fsio.ensure_dir(dest)
             if not fsio.atomic_create(target, seed.encode(), mode=0o600):
                 if fsio.read_bytes(target).strip() != seed.encode():  # written meanwhile by someone
@@ -2126,7 +2182,9 @@ def export_keys(
             status = "moved"
         rows.append(KeyFileRow(key, kind, entity, str(target), status))
     for row, token in jwt_jobs:
-        if token:
+        if row.status == "overwritten":  # --force
+            fsio.atomic_write(row.file, token, mode=0o600)
+        elif token:
             fsio.ensure_dir(dest)
             if not fsio.atomic_create(row.file, token, mode=0o600):
                 if fsio.read_bytes(row.file).strip() != token.strip():  # written meanwhile

@@ -201,6 +201,57 @@ def test_keys_export_never_overwrites_and_remove_moves(home: Home, tmp_path: Pat
     assert home.run("keys", "export").exit_code == USAGE, "--dir is required"
 
 
+def test_keys_export_force_overwrites(home: Home, tmp_path: Path) -> None:
+    """nsc ``export keys --force``: without it a file holding something else refuses the export
+    (nothing written, nsc's message); with it the file is replaced atomically, 0600."""
+    dest = tmp_path / "out"
+    rows = home.ok("keys", "export", "--dir", str(dest), "--include-jwts")
+    seeds = {r["public_key"]: Path(r["file"]) for r in rows if r["content"] == "seed"}
+    jwts = {r["public_key"]: Path(r["file"]) for r in rows if r["content"] == "jwt"}
+    key = home.account().sub
+    stale_seed, stale_jwt = KeyPair.generate(PrefixByte.ACCOUNT).seed, "eyJ.stale.jwt"
+    seeds[key].write_text(stale_seed)
+    jwts[key].write_text(stale_jwt)
+    for f in (seeds[key], jwts[key]):
+        f.chmod(0o644)
+
+    def files() -> dict[str, tuple[int, bytes]]:
+        return {p.name: (p.stat().st_mode & 0o777, p.read_bytes()) for p in sorted(dest.iterdir())}
+
+    before = files()
+    err = home.refused(
+        "keys", "export", "--dir", str(dest), "--include-jwts", status=STORE_ERR, needle="specify --force"
+    )
+    assert f"{key}.jwt" in err or f"{key}.nk" in err, err
+    assert files() == before, "a refused export writes nothing"
+    # each kind of file refuses on its own: the stale JWT with the right seed, and the stale seed
+    right_seed = KeyStore(home.root / "keys").get_key(key)
+    assert right_seed is not None
+    seeds[key].write_text(right_seed.seed)
+    home.refused(
+        "keys", "export", "--dir", str(dest), "--include-jwts", status=STORE_ERR, needle=f"{key}.jwt"
+    )
+    seeds[key].write_text(stale_seed)
+    home.refused("keys", "export", "--dir", str(dest), status=STORE_ERR, needle=f"{key}.nk")
+    for flag in ("--force", "-F"):
+        out = home.ok("keys", "export", "--dir", str(dest), "--include-jwts", flag)
+        status = {(r["public_key"], r["content"]): r["status"] for r in out}
+        expected = "overwritten" if flag == "--force" else "unchanged"
+        assert status.pop((key, "seed")) == expected and status.pop((key, "jwt")) == expected
+        assert set(status.values()) == {"unchanged"}, "files already right are left alone"
+        assert KeyPair.from_seed(seeds[key].read_text()).public_key == key
+        assert jwts[key].read_bytes() == home.account_jwt().encode()
+        assert {mode for mode, _ in files().values()} == {0o600}
+        assert not list(dest.glob(".*")), "no temp files left"
+        assert stale_seed not in json.dumps(out)
+    # --force --remove: the seed is overwritten, verified, then moved out of the keystore
+    seeds[key].write_text(stale_seed)
+    moved = home.ok("keys", "export", "--dir", str(dest), "--accounts", "--filter", key, "-F", "--remove")
+    assert [(r["public_key"], r["status"]) for r in moved] == [(key, "moved")]
+    assert key not in stored_keys(home) and KeyPair.from_seed(seeds[key].read_text()).public_key == key
+    assert "--force" in home.run("keys", "export", "--help").output
+
+
 def test_keys_import(home: Home, tmp_path: Path) -> None:
     dest = tmp_path / "out"
     exported = home.ok("keys", "export", "--dir", str(dest), "--all")

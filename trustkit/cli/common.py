@@ -321,9 +321,10 @@ def _time_range(text: str) -> tuple[str, str]:
     return start, end
 
 
-class PermissionEditOptions(OptionGroup):
-    """The permission and limit flags of ``edit user`` and ``edit signing-key`` (nsc
-    ``UserPermissionLimits``)."""
+class SubjectPermissionEditOptions(OptionGroup):
+    """nsc's ``PermissionsParams`` flags: allow/deny subjects and the response permission, of
+    ``edit account`` (its default permissions) and, in :class:`PermissionEditOptions`, of
+    ``edit user`` and ``edit signing-key``."""
 
     allow_pub: Annotated[Strings, typer.Option("--allow-pub", help="Add subjects to publish.")] = None
     allow_sub: Annotated[Strings, typer.Option("--allow-sub", help="Add subjects to subscribe.")] = None
@@ -339,6 +340,34 @@ class PermissionEditOptions(OptionGroup):
     rm_response_perms: Annotated[
         bool, typer.Option("--rm-response-perms", help="Remove the response permission.")
     ] = False
+
+    def edit(self) -> PermissionEdit:
+        """The flags as a :class:`trustkit.manage.PermissionEdit` (``--allow-pubsub`` counts for
+        both directions; comma-separated values are split, as nsc's string slices)."""
+        from trustkit.manage import PermissionEdit
+
+        split = split_values
+        both_allow, both_deny = split(self.allow_pubsub), split(self.deny_pubsub)
+        return PermissionEdit(
+            allow_pub=[*split(self.allow_pub), *both_allow],
+            allow_sub=[*split(self.allow_sub), *both_allow],
+            deny_pub=[*split(self.deny_pub), *both_deny],
+            deny_sub=[*split(self.deny_sub), *both_deny],
+            remove=split(self.rm),
+            allow_pub_response=response_max(self.allow_pub_response),
+            response_ttl_ns=parse_duration_ns(self.response_ttl) if self.response_ttl else None,
+            remove_response=self.rm_response_perms,
+        )
+
+
+SUBJECT_PERMISSION_EDIT = SubjectPermissionEditOptions()
+
+
+class PermissionEditOptions(SubjectPermissionEditOptions):
+    """The permission and limit flags of ``edit user`` and ``edit signing-key`` (nsc
+    ``UserPermissionLimits``): the subject flags of :class:`SubjectPermissionEditOptions` and
+    the user's limits."""
+
     bearer: Annotated[
         bool | None, typer.Option("--bearer/--no-bearer", help="Bearer token (no nonce signature), or not.")
     ] = None
@@ -369,21 +398,13 @@ class PermissionEditOptions(OptionGroup):
     ] = None
 
     def edit(self) -> PermissionEdit:
-        """The flags as a :class:`trustkit.manage.PermissionEdit` (``--allow-pubsub`` counts for
-        both directions; comma-separated values are split, as nsc's string slices)."""
-        from trustkit.manage import PermissionEdit
+        """The subject flags (:meth:`SubjectPermissionEditOptions.edit`) and the limit flags as
+        a :class:`trustkit.manage.PermissionEdit`."""
+        from dataclasses import replace
 
         split = split_values
-        both_allow, both_deny = split(self.allow_pubsub), split(self.deny_pubsub)
-        return PermissionEdit(
-            allow_pub=[*split(self.allow_pub), *both_allow],
-            allow_sub=[*split(self.allow_sub), *both_allow],
-            deny_pub=[*split(self.deny_pub), *both_deny],
-            deny_sub=[*split(self.deny_sub), *both_deny],
-            remove=split(self.rm),
-            allow_pub_response=response_max(self.allow_pub_response),
-            response_ttl_ns=parse_duration_ns(self.response_ttl) if self.response_ttl else None,
-            remove_response=self.rm_response_perms,
+        return replace(
+            super().edit(),
             bearer=self.bearer,
             source_networks=split(self.source_network),
             remove_source_networks=split(self.rm_source_network),

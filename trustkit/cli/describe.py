@@ -57,10 +57,28 @@ SHOWN = Shown()
 
 
 def _flat(payload: dict[str, Any]) -> dict[str, Any]:
-    """For a terminal: ``nats`` fields as their own rows (``nats.limits``…)."""
+    """For a terminal: ``nats`` fields as their own rows (``nats.limits``…); an account's
+    ``default_permissions`` as nsc's ``describe account`` shows them (:func:`_permission_rows`)."""
     out = {k: v for k, v in payload.items() if k != "nats"}
-    out.update((f"nats.{k}", v) for k, v in payload.get("nats", {}).items())
+    for k, v in payload.get("nats", {}).items():
+        if k == "default_permissions" and isinstance(v, dict):
+            out.update(_permission_rows(f"nats.{k}", v))
+        else:
+            out[f"nats.{k}"] = v
     return out
+
+
+def _permission_rows(prefix: str, perms: dict[str, Any]) -> dict[str, Any]:
+    """nsc's ``AddPermissions``: the four allow/deny lists when any is set, then the response
+    permission or ``not set``; rows named by their ``--field`` paths."""
+    lists = {
+        f"{prefix}.{direction}.{what}": (perms.get(direction) or {}).get(what) or []
+        for direction in ("pub", "sub")
+        for what in ("allow", "deny")
+    }
+    rows: dict[str, Any] = lists if any(lists.values()) else {}
+    rows[f"{prefix}.resp"] = perms.get("resp") or "not set"
+    return rows
 
 
 def describe_jwt_cmd(

@@ -9,6 +9,7 @@ import typer
 from trustkit.cli.common import (
     DIRS,
     PERMISSION_EDIT,
+    SUBJECT_PERMISSION_EDIT,
     AccountName,
     AccountOpt,
     AllowPubResponse,
@@ -21,6 +22,7 @@ from trustkit.cli.common import (
     PermissionEditOptions,
     PermissionFlags,
     Strings,
+    SubjectPermissionEditOptions,
     UserName,
     nothing_to_change,
     now,
@@ -91,10 +93,16 @@ def edit_account_cmd(
     js_consumer: Annotated[
         str | None, typer.Option("--js-consumer", help="Max consumers (-1 = unlimited).")
     ] = None,
+    default_permissions: SubjectPermissionEditOptions = SUBJECT_PERMISSION_EDIT,
     dirs: DirOptions = DIRS,
     as_json: JsonFlag = False,
 ) -> None:
-    """Change an account's limits, JetStream limits and signing keys; re-signed by the operator."""
+    """Change an account's limits, JetStream limits, signing keys and default permissions;
+    re-signed by the operator.
+
+    The --allow-*/--deny-*/--rm/--allow-pub-response/--response-ttl flags (as for `edit user`)
+    edit the account's default permissions: what the server gives a user of the account whose
+    own JWT carries no permissions."""
     from trustkit.manage import AccountEdit, edit_account
 
     edit = AccountEdit(
@@ -113,6 +121,7 @@ def edit_account_cmd(
         js_consumer=parse_size(js_consumer),
         **_signing_keys(sk or []),
         remove_signing_keys=rm_sk or [],
+        default_permissions=default_permissions.edit(),
     )
     if edit.is_empty():
         nothing_to_change()

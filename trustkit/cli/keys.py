@@ -72,6 +72,9 @@ def keys_export_cmd(
             "--include-jwts", help="Also write the JWT of each operator, account and user as <PUB>.jwt."
         ),
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", "-F", help="Overwrite files of the directory that hold something else.")
+    ] = False,
     where: OperatorOptions = OPERATOR,
     as_json: JsonFlag = False,
 ) -> None:
@@ -79,7 +82,8 @@ def keys_export_cmd(
 
     By default: the operator, the current account and its users; --all: every account.
     --operators/--accounts/--users/--curves choose kinds (then every account unless --account).
-    A seed already exported is left as it is; a file holding anything else is never overwritten.
+    A seed already exported is left as it is; a file holding anything else refuses the export
+    (nothing is written) unless --force, which replaces it (0600).
     --include-jwts also copies the entities' JWTs (0600, as nsc; --remove leaves them in the
     store). The output names keys and files, never seeds."""
     from trustkit.errors import StoreError
@@ -107,6 +111,7 @@ def keys_export_cmd(
         key_filter=key_filter,
         remove=remove,
         include_jwts=include_jwts,
+        force=force,
     )
     emit([r.to_json() for r in rows], as_json=as_json, title=f"keys exported to {directory}")
 
