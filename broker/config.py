@@ -10,6 +10,7 @@ anything else with an error naming the key, so a config never silently means les
 from __future__ import annotations
 
 import hmac
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,7 @@ from typing import Any
 from broker.tls import TLSConfig, TLSConfigError, parse_tls
 from trustkit import natsconf, nkeys
 from trustkit.errors import BrokerError
-from trustkit.jwt.types import Permission, UserPermissionLimits
+from trustkit.jwt.types import CONNECTION_TYPES, Permission, ResponsePermission, UserPermissionLimits
 from trustkit.nkeys import PrefixByte
 from trustkit.trust import verify_nonce_signature
 
@@ -36,6 +37,11 @@ __all__ = [
 ]
 
 GLOBAL_ACCOUNT = "$G"
+#: the only connection type the broker has (nats-server's ``jwt.ConnectionTypeStandard``)
+STANDARD = "STANDARD"
+#: nats-server's DEFAULT_ALLOW_RESPONSE_MAX_MSGS and DEFAULT_ALLOW_RESPONSE_EXPIRATION (const.go)
+_RESPONSE_MAX = 1
+_RESPONSE_TTL_NS = 2 * 60 * 1_000_000_000
 
 
 class ConfigError(BrokerError):
@@ -58,6 +64,10 @@ class ConfigUser:
     password: str = field(repr=False)
     account: str = GLOBAL_ACCOUNT
     permissions: UserPermissionLimits | None = None
+    #: ``allowed_connection_types`` upper-cased (empty: any type)
+    connection_types: tuple[str, ...] = ()
+    #: ``proxy_required``: the user may only come through a trusted proxy (the broker has none)
+    proxy_required: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +78,13 @@ class ConfigNkeyUser:
     nkey: str
     account: str = GLOBAL_ACCOUNT
     permissions: UserPermissionLimits | None = None
+    connection_types: tuple[str, ...] = ()
+    proxy_required: bool = False
+
+
+def _type_allowed(types: tuple[str, ...]) -> bool:
+    """nats-server ``connectionTypeAllowed`` for the broker's only kind of client (STANDARD)."""
+    return not types or STANDARD in types
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +184,10 @@ class BrokerConfig:
     password: str = field(default="", repr=False)
     #: ``authorization { token }`` (CONNECT ``auth_token``), in ``$G``
     token: str = field(default="", repr=False)
+    #: ``authorization { proxy_required }``: the token or single user only through a trusted proxy
+    proxy_required: bool = False
+    #: ``no_auth_user``: who a client that sends no credentials is (a user or nkey user)
+    no_auth_user: str = ""
     #: config-mode accounts named in ``accounts {}`` (``$G`` always exists)
     accounts: list[str] = field(default_factory=list)
     auth_callout: AuthCalloutConfig | None = None
@@ -184,6 +205,19 @@ class BrokerConfig:
         return self.operator_mode or bool(self.users or self.nkeys or self.username or self.token)
 
     @property
+    def info_auth_required(self) -> bool:
+        """INFO's ``auth_required``: as :attr:`auth_required`, but false with a ``no_auth_user``
+        (nats-server ``createClient``; ``/varz`` still says true, the auth timer still runs)."""
+        return self.auth_required and not self.no_auth_user
+
+    @property
+    def no_auth_first(self) -> bool:
+        """nats-server's parser: with a ``no_auth_user`` that is a user/password user, a client
+        may send another operation before (or instead of) a CONNECT, and is then judged as that
+        user (an nkey ``no_auth_user`` still needs a CONNECT)."""
+        return bool(self.no_auth_user) and self.no_auth_user in (self.users or {})
+
+    @property
     def nonce_required(self) -> bool:
         """nats-server ``nonceRequired``: INFO carries a nonce with trusted operators or nkey users."""
         return self.operator_mode or bool(self.nkeys)
@@ -194,11 +228,40 @@ class BrokerConfig:
             return True
         return bool(name) and name == self.username
 
+    def no_auth_credentials(self, opts: Mapping[str, Any]) -> dict[str, str]:
+        """What nats-server writes into the CONNECT of a client that sent no credentials when a
+        ``no_auth_user`` is configured (``processClientOrLeafAuthentication``): the nkey user's
+        key (then no signature is needed), or the user's name and configured password (then
+        compared with itself, so a bcrypt-hashed no_auth_user is refused, as in nats-server).
+        Empty when nothing is to be written. The caller merges it into the CONNECT, where the
+        auth callout, ``/connz`` and ``$SYS.REQ.USER.INFO`` see it, as nats-server's ``c.opts``."""
+        nau = self.no_auth_user
+        if not nau:
+            return {}
+
+        def unset(key: str) -> bool:
+            v = opts.get(key)
+            return v is None or v == ""
+
+        bare = unset("user") and unset("pass") and unset("auth_token")
+        if self.nkeys:
+            if bare and unset("nkey") and nau in self.nkeys:
+                return {"nkey": nau}
+            if not unset("nkey"):  # the nkey decides (a configured one or a refusal)
+                return {}
+        user = (self.users or {}).get(nau)
+        if bare and user is not None:
+            return {"user": user.name, "pass": user.password}
+        return {}
+
     def match_login(self, opts: Mapping[str, Any], nonce: str) -> ConfigLogin | None:
-        """Who a CONNECT (``opts``) is in config mode, in nats-server's order
-        (``processClientOrLeafAuthentication``): an nkey user (its ``sig`` over ``nonce`` is
-        verified here), else a user of a users list, else the token, else the single user.
-        None when refused already; the password or token comparison is left to the caller
+        """Who a CONNECT (``opts``, with :meth:`no_auth_credentials` merged in) is in config
+        mode, in nats-server's order (``processClientOrLeafAuthentication``): an nkey user (its
+        ``sig`` over ``nonce`` is verified here, except for the ``no_auth_user``), else a user of
+        a users list, else the token, else the single user. A user whose
+        ``allowed_connection_types`` leave out STANDARD, or with ``proxy_required`` (the broker
+        has no trusted proxies, so nats-server would refuse it too), is refused. None when
+        refused already; the password or token comparison is left to the caller
         (:func:`compare_passwords`: bcrypt is slow)."""
         creds: dict[str, str] = {}
         for k in ("nkey", "sig", "user", "pass", "auth_token"):
@@ -208,14 +271,20 @@ class BrokerConfig:
             creds[k] = v or ""
         if self.nkeys and creds["nkey"]:
             nk = self.nkeys.get(creds["nkey"])
-            if nk is None or not creds["sig"] or not verify_nonce_signature(nk.nkey, nonce, creds["sig"]):
+            if nk is None or not _type_allowed(nk.connection_types) or nk.proxy_required:
+                return None
+            if nk.nkey != self.no_auth_user and (
+                not creds["sig"] or not verify_nonce_signature(nk.nkey, nonce, creds["sig"])
+            ):
                 return None
             return ConfigLogin(nk.nkey, nk.account, nk.permissions)
         if self.users and creds["user"]:
             user = self.users.get(creds["user"])
-            if user is None:
+            if user is None or not _type_allowed(user.connection_types) or user.proxy_required:
                 return None
             return ConfigLogin(user.name, user.account, user.permissions, user.password, creds["pass"])
+        if self.proxy_required and (self.token or self.username):
+            return None
         if self.token:
             # nats-server registers no user for a token or the single user: no permissions
             return ConfigLogin("[REDACTED]", GLOBAL_ACCOUNT, None, self.token, creds["auth_token"])
@@ -378,27 +447,105 @@ def _permission(key: str, value: Any) -> Permission:
     if isinstance(value, dict):
         perm = Permission()
         for k, v in value.items():
-            if k not in ("allow", "deny"):
-                raise ConfigError(f"{key}: key {k!r} is not supported by trustkit-broker (allow, deny)")
-            setattr(perm, k, [v] if isinstance(v, str) else _str_list(f"{key} {k}", v))
+            if k in ("allow", "deny"):
+                setattr(perm, k, [v] if isinstance(v, str) else _str_list(f"{key} {k}", v))
+            elif not natsconf.is_variable(value, k):
+                raise ConfigError(
+                    f'Unknown field name "{k}" parsing subject permissions, '
+                    "only 'allow' or 'deny' are permitted"
+                )
         return perm
     raise ConfigError(f"{key} must be a subject, an array or {{ allow, deny }}, got {value!r}")
 
 
+def _allow_responses(key: str, value: Any) -> ResponsePermission | None:
+    """nats-server ``allow_responses`` (``parseUserPermissions``, ``parseAllowResponses``):
+    ``true`` or ``{ max, expires }`` with its aliases; 0 (or unset) is the default (1 reply
+    within 2 minutes), a negative value means no limit; ``false`` means none."""
+    if isinstance(value, bool):
+        return ResponsePermission(max=_RESPONSE_MAX, ttl=_RESPONSE_TTL_NS) if value else None
+    if not isinstance(value, dict):
+        raise ConfigError("error parsing response permissions, expected a boolean or a map")
+    resp = ResponsePermission(max=_RESPONSE_MAX, ttl=_RESPONSE_TTL_NS)
+    for k, v in value.items():
+        if k in ("max", "max_msgs", "max_messages", "max_responses"):
+            if isinstance(v, bool) or not isinstance(v, int):  # nats-server: a failed int64 assertion
+                raise ConfigError(f"{key} {k} must be an integer, got {v!r}")
+            resp.max = v or _RESPONSE_MAX
+        elif k in ("expires", "expiration", "ttl"):
+            if not isinstance(v, str):
+                raise ConfigError("error parsing expires, not a duration string")
+            try:
+                ns = round(_go_duration(f"{key} {k}", v) * 1e9)
+            except ConfigError:
+                raise ConfigError(f"error parsing expires: time: invalid duration {json.dumps(v)}") from None
+            resp.ttl = ns or _RESPONSE_TTL_NS
+        elif not natsconf.is_variable(value, k):
+            raise ConfigError(f'Unknown field "{k}" parsing permissions')
+    return resp
+
+
 def _user_permissions(who: str, value: Any) -> UserPermissionLimits:
+    """nats-server ``parseUserPermissions``: ``publish`` (aliases ``pub``, ``import``),
+    ``subscribe`` (``sub``, ``export``) and ``allow_responses`` (``publish_allow_responses``).
+    A response permission turns off the blanket publish allow (``validateResponsePermissions``:
+    without a publish allow list, only replies may be published), which
+    :func:`trustkit.trust.compile_permissions` does for config and JWT users alike."""
     if not isinstance(value, dict):
         raise ConfigError(f"Expected permissions to be a map/struct, got {value!r}")
     upl = UserPermissionLimits()
     for k, v in value.items():
-        if k in ("publish", "pub"):
+        if k in ("publish", "pub", "import"):
             upl.pub = _permission(f"{who} permissions {k}", v)
-        elif k in ("subscribe", "sub"):
+        elif k in ("subscribe", "sub", "export"):
             upl.sub = _permission(f"{who} permissions {k}", v)
-        else:
-            raise ConfigError(
-                f"{who} permissions key {k!r} is not supported by trustkit-broker (publish, subscribe)"
-            )
+        elif k in ("allow_responses", "publish_allow_responses"):
+            upl.resp = _allow_responses(f"{who} permissions {k}", v)
+        elif not natsconf.is_variable(value, k):
+            raise ConfigError(f'Unknown field "{k}" parsing permissions')
     return upl
+
+
+def _connection_types(value: Any) -> tuple[str, ...]:
+    """nats-server ``parseAllowedConnectionTypes``: a string or an array of strings, matched
+    without case; an unknown type fails the config."""
+    if isinstance(value, str):
+        items = [value]
+    elif isinstance(value, list):
+        for v in value:
+            if not isinstance(v, str):
+                raise ConfigError(
+                    f"error parsing allowed connection types: unsupported type in array {_go_type(v)}"
+                )
+        items = value
+    else:
+        raise ConfigError(f"error parsing allowed connection types: unsupported type {_go_type(value)}")
+    upper = [v.upper() for v in items]
+    unknown = [v for v in upper if v not in CONNECTION_TYPES]
+    if unknown:  # Go's %q of a []string
+        raise ConfigError("invalid connection types [" + " ".join(json.dumps(u) for u in unknown) + "]")
+    return tuple(dict.fromkeys(upper))
+
+
+def _go_type(value: Any) -> str:
+    """The Go type nats-server's config parser gives a value (for its error texts)."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int64"
+    if isinstance(value, float):
+        return "float64"
+    if isinstance(value, dict):
+        return "map[string]interface {}"
+    if isinstance(value, list):
+        return "[]interface {}"
+    return "string"
+
+
+def _bool(key: str, value: Any) -> bool:
+    if not isinstance(value, bool):  # nats-server: a type assertion that fails the config
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    return value
 
 
 def _string(key: str, value: Any) -> str:
@@ -419,6 +566,8 @@ def _parse_users(value: Any, account: str) -> tuple[list[ConfigUser], list[Confi
             raise ConfigError(f"Expected user entry to be a map/struct, got {entry!r}")
         name = password = nkey = ""
         perms: UserPermissionLimits | None = None
+        types: tuple[str, ...] = ()
+        proxy = False
         for k, v in entry.items():
             if k in ("user", "username"):
                 name = _string(f"user {k}", v)
@@ -428,8 +577,12 @@ def _parse_users(value: Any, account: str) -> tuple[list[ConfigUser], list[Confi
                 nkey = _string("user nkey", v)
             elif k in ("permission", "permissions", "authorization"):
                 perms = _user_permissions(f"user {name or nkey or '?'}", v)
+            elif k in ("allowed_connection_types", "connection_types", "clients"):
+                types = _connection_types(v)
+            elif k == "proxy_required":
+                proxy = _bool("user proxy_required", v)
             elif not natsconf.is_variable(entry, k):
-                raise ConfigError(f"user key {k!r} is not supported by trustkit-broker")
+                raise ConfigError(f'unknown field "{k}"')
         if not name and not nkey:
             raise ConfigError("User entry requires a user")
         if nkey:
@@ -437,9 +590,9 @@ def _parse_users(value: Any, account: str) -> tuple[list[ConfigUser], list[Confi
                 raise ConfigError(f"Not a valid public nkey for a user: {nkey!r}")
             if name or password:
                 raise ConfigError(f"Nkey users do not take usernames or passwords (nkey {nkey})")
-            keys.append(ConfigNkeyUser(nkey, account, perms))
+            keys.append(ConfigNkeyUser(nkey, account, perms, types, proxy))
         else:
-            users.append(ConfigUser(name, password, account, perms))
+            users.append(ConfigUser(name, password, account, perms, types, proxy))
     return users, keys
 
 
@@ -509,8 +662,9 @@ def _auth_callout(value: Any) -> AuthCalloutConfig:
 def _authorization(cfg: BrokerConfig, value: Any, base: Path) -> None:
     """nats-server ``parseAuthorization``: ``timeout``, ``users`` (user/password and nkey users),
     ``permissions`` (aliases ``default_permission(s)``: for the users listed here without their
-    own), a single ``user``/``password``, a ``token``, and ``auth_callout`` (alias ``auth_hook``),
-    with nats-server's rules on combining them (its texts)."""
+    own), a single ``user``/``password``, a ``token``, ``proxy_required`` (for the token or the
+    single user) and ``auth_callout`` (alias ``auth_hook``), with nats-server's rules on
+    combining them (its texts)."""
     if not isinstance(value, dict):
         raise ConfigError("authorization must be a block { users, timeout, auth_callout }")
     user = password = token = ""
@@ -542,11 +696,10 @@ def _authorization(cfg: BrokerConfig, value: Any, base: Path) -> None:
             default = _user_permissions("authorization", v)
         elif k in ("auth_callout", "auth_hook"):
             cfg.auth_callout = _auth_callout(v)
+        elif k == "proxy_required":
+            cfg.proxy_required = _bool("authorization proxy_required", v)
         elif not natsconf.is_variable(value, k):
-            raise ConfigError(
-                f"authorization key {k!r} is not supported by trustkit-broker "
-                "(user, password, token, users, permissions, timeout, auth_callout)"
-            )
+            raise ConfigError(f'unknown field "{k}"')
     # nats-server's rules (opts.go "authorization"); users of accounts {} read before count too
     if (user or password) and token:
         raise ConfigError("Cannot have a user/pass and token")
@@ -604,7 +757,9 @@ def _accounts(cfg: BrokerConfig, value: Any, base: Path) -> None:
 
 
 def _check_auth(cfg: BrokerConfig) -> None:
-    """What nats-server validates across blocks (opts.go, jwt.go ``validateTrustedOperators``)."""
+    """What nats-server validates across blocks (opts.go, jwt.go ``validateTrustedOperators``,
+    auth.go ``validateNoAuthUser``)."""
+    nau = cfg.no_auth_user
     if cfg.operator_mode:
         if cfg.accounts:
             raise ConfigError("operators do not allow Accounts to be configured directly")
@@ -612,15 +767,35 @@ def _check_auth(cfg: BrokerConfig) -> None:
             raise ConfigError("operators do not allow users to be configured directly")
         if cfg.auth_callout is not None:
             raise ConfigError("operators do not allow authorization callouts to be configured directly")
+        if nau:
+            raise ConfigError("no_auth_user not compatible with Trusted Operator")
         if cfg.username or cfg.token:  # nats-server accepts them and judges JWTs only
             cfg.warnings.append("authorization user/token is ignored in operator mode (as in nats-server)")
         return
+    if nau:
+        if cfg.users is None and cfg.nkeys is None:
+            raise ConfigError(f'no_auth_user: "{nau}" present, but users/nkeys are not defined')
+        if nau not in (cfg.users or {}) and nau not in (cfg.nkeys or {}):
+            raise ConfigError(
+                f'no_auth_user: "{nau}" not present as user or nkey in authorization block or '
+                "account configuration"
+            )
     ac = cfg.auth_callout
     if ac is None:
         return
     for name in ac.allowed_accounts:
         if name not in cfg.accounts:
             raise ConfigError(f'auth_callout allowed account "{name}" not found in configured accounts')
+    # nats-server asks the callout for a proxy_required client and then refuses it whatever the
+    # answer (auth_callout.go): the broker does not imitate that half, it refuses the config
+    proxied = any(u.proxy_required for u in (cfg.users or {}).values()) or any(
+        k.proxy_required for k in (cfg.nkeys or {}).values()
+    )
+    if cfg.proxy_required or proxied:
+        raise ConfigError(
+            "proxy_required together with auth_callout is not supported by trustkit-broker "
+            "(run nats-server for it; see docs/broker.md)"
+        )
     # nats-server logs these at start-up and then refuses every delegated login
     if ac.account != GLOBAL_ACCOUNT and ac.account not in cfg.accounts:
         cfg.warnings.append(f'Authorization callout account "{ac.account}" not valid')
@@ -656,6 +831,7 @@ _KEYS: dict[str, Any] = {
     "tls": _tls,
     "authorization": _authorization,
     "accounts": _accounts,
+    "no_auth_user": _set("no_auth_user", _string),
 }
 
 

@@ -1,12 +1,17 @@
 """The broker's monitoring data, in nats-server's JSON shapes, and the HTTP port that serves it.
 
 One builder per endpoint (server/monitor.go, server/events.go), used by both transports:
-``/varz``, ``/connz``, ``/healthz`` on the monitoring port (``-m``), and the system account's
-``$SYS.REQ.SERVER.PING.<KIND>`` requests (broker/system.py), which wrap the same data in
+``/varz``, ``/connz``, ``/subsz``, ``/accountz``, ``/accstatz``, ``/healthz`` on the monitoring
+port (``-m``), and the system account's ``$SYS.REQ.SERVER.PING.<KIND>`` and
+``$SYS.REQ.ACCOUNT.<A>.<KIND>`` requests (broker/system.py), which wrap the same data in
 nats-server's ``{"server", "data", "error"}`` envelope. Keys nats-server always writes are always
 written (zero when the broker has nothing to count, such as routes); keys it leaves out when empty
-are left out. Where the broker differs (no ``last_activity``/``idle``, no closed connections, the
-trustkit ``data`` counters) docs/broker.md says so.
+are left out. Where the broker differs (what ``last_activity`` counts, subscription counts without
+nats-server's internal ones, no match counts, the trustkit ``data`` counters) docs/broker.md says so.
+
+Closed connections are kept as nats-server keeps them: the last :data:`MAX_CLOSED_CLIENTS`, each a
+few plain values taken as it closed (:class:`ClosedClients`, ``Conn.connection_lost``); their JSON
+is built only when asked.
 
 The HTTP responder is a tiny HTTP/1.0 server on asyncio streams (no framework on the broker's
 loop); GET only.
@@ -19,7 +24,8 @@ import os
 import resource
 import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -27,19 +33,27 @@ from urllib.parse import parse_qs
 
 import orjson
 
-from broker.sharing import subjects_collide
+from broker.router import Router, Subscription
+from broker.sharing import Latency, subjects_collide
 from broker.tls import DEFAULT_TLS_TIMEOUT, tls_version
 from trustkit.errors import TrustkitError
 from trustkit.jwt.decoder import decode
 from trustkit.jwt.user import UserClaims
+from trustkit.subject import matches as subject_matches
 
 if TYPE_CHECKING:
-    from broker.server import Broker, Conn
+    from broker.server import Account, Broker, Conn, ConnSub
 
 __all__ = [
+    "ClosedClients",
     "ConnzOptions",
     "HealthzOptions",
     "MonitorError",
+    "SubszOptions",
+    "account_info",
+    "account_stat",
+    "account_statz",
+    "accountz",
     "connz",
     "decode_options",
     "go_duration",
@@ -48,6 +62,7 @@ __all__ = [
     "rfc3339nano",
     "start_monitor",
     "statsz",
+    "subsz",
     "varz",
 ]
 
@@ -408,23 +423,139 @@ def account_known(b: Broker, key: str) -> bool:
     return key in b.config.accounts
 
 
-def _sort_key(sort: str, now: float) -> tuple[Callable[[Conn], Any], bool] | None:
-    """(key, descending) as monitor.go sorts, or None for the order by cid."""
+# --- closed connections (nats-server's closedRingBuffer) -------------------------------------------
+
+#: nats-server's DEFAULT_MAX_CLOSED_CLIENTS: how many closed connections /connz keeps
+MAX_CLOSED_CLIENTS = 10_000
+
+
+class ClosedConn:
+    """What ``/connz`` shows of a closed connection, taken as it closed (server.go
+    ``saveClosedClient``): plain values only, no reference to the connection; the JSON is built
+    when asked."""
+
+    __slots__ = (
+        "acc", "acc_data_limit", "acc_data_used", "cid", "data_limit", "data_used", "in_bytes",
+        "in_msgs", "ip", "issuer", "jwt", "lang", "last_activity", "name", "out_bytes", "out_msgs",
+        "pending", "port", "reason", "rtt", "started", "stop", "subs", "tags", "tls", "user",
+        "user_name", "version",
+    )  # fmt: skip
+
+    def __init__(self, c: Conn, stop: float) -> None:
+        t = c.transport
+        peer = t.get_extra_info("peername") if t is not None else None
+        self.cid = c.cid
+        self.ip = c.client_ip
+        self.port: int = peer[1] if peer and len(peer) > 1 else 0
+        self.started = c.started
+        self.last_activity = c.last_activity
+        self.stop = stop
+        self.reason = c.close_reason  # the -ERR it was closed with; None: the client went
+        self.rtt = c.rtt
+        self.pending = _pending(c)
+        self.in_msgs, self.in_bytes = c.in_msgs, c.in_bytes
+        self.out_msgs, self.out_bytes = c.out_msgs, c.out_bytes
+        self.name, self.lang, self.version = c.name, c.lang, c.version
+        self.tls: tuple[str, str] | None = None
+        ssl_object = t.get_extra_info("ssl_object") if t is not None and not c.tls_pending else None
+        if ssl_object is not None:
+            cipher = ssl_object.cipher()
+            self.tls = (tls_version(ssl_object), cipher[0] if cipher else "")
+        self.user = raw_auth_user(c)
+        acct = c.account
+        # (nats-server keeps no account name for a client of $G: an ``acc`` filter of $G skips it)
+        self.acc = acct.key if acct is not None and acct.key != GLOBAL_ACCOUNT else ""
+        # SubDetail of each subscription: subject, queue, sid, msgs, max (which nats-server's
+        # closed connections never show: their subscriptions are torn down first)
+        subs = c.subs
+        self.subs = tuple((s.subject, s.queue, s.sid, s.delivered, 0) for s in subs.values()) if subs else ()
+        token = (c.connect_opts or {}).get("jwt")
+        self.jwt: str = token if isinstance(token, str) else ""
+        grant = c.grant
+        self.issuer = grant.signing_key if grant is not None else ""
+        self.tags: tuple[str, ...] = tuple(grant.user.tags) if grant is not None else ()
+        self.user_name = grant.user.name if grant is not None and grant.signing_key else ""
+        self.data_used, self.data_limit = c.data_used, c.data_limit
+        self.acc_data_used = acct.data_used if acct is not None else 0
+        self.acc_data_limit = acct.data_limit if acct is not None else -1
+
+
+class ClosedClients:
+    """The last :data:`MAX_CLOSED_CLIENTS` closed connections (``Broker.closed_clients``), and per
+    account what its closed connections sent and received and how many were cut off as slow
+    consumers (account ``STATZ``/``CONNS`` count those with the open ones)."""
+
+    __slots__ = ("_slow", "accounts", "ring")
+
+    def __init__(self, size: int = MAX_CLOSED_CLIENTS) -> None:
+        from broker.system import SLOW_CONSUMER  # (broker.system imports this module)
+
+        self.ring: deque[ClosedConn] = deque(maxlen=size)
+        #: account key -> [in_msgs, in_bytes, out_msgs, out_bytes, slow consumers]
+        self.accounts: dict[str, list[int]] = {}
+        self._slow = SLOW_CONSUMER
+
+    def record(self, c: Conn) -> None:
+        """``Conn.connection_lost``: keep what ``/connz?state=closed`` shows of ``c``."""
+        self.ring.append(ClosedConn(c, time.time()))
+        acct = c.account
+        if acct is not None:
+            t = self.accounts.get(acct.key)
+            if t is None:
+                t = self.accounts[acct.key] = [0, 0, 0, 0, 0]
+            t[0] += c.in_msgs
+            t[1] += c.in_bytes
+            t[2] += c.out_msgs
+            t[3] += c.out_bytes
+            if c.close_reason == self._slow:
+                t[4] += 1
+
+
+def closed_state(text: str | None) -> str:
+    """nats-server's ``ClosedState`` text for a connection closed with the ``-ERR`` ``text``
+    (None: the client closed it)."""
+    from broker.system import CLOSED_STATES  # (broker.system imports this module)
+
+    return "Client Closed" if text is None else CLOSED_STATES.get(text, "Protocol Violation")
+
+
+# --- /connz ---------------------------------------------------------------------------------------
+
+_Row = Any  # a Conn (open) or a ClosedConn
+
+
+def _nsubs(r: _Row) -> int:
+    return len(r.subs)
+
+
+def _row_pending(r: _Row) -> int:
+    return r.pending if isinstance(r, ClosedConn) else _pending(r)
+
+
+def _sort_key(sort: str, now: float) -> tuple[Callable[[_Row], Any], bool] | None:
+    """(key, descending) as monitor.go sorts (monitor_sort_opts.go), or None for the order by cid."""
     if sort in ("", "cid", "start"):
         return None
-    keys: dict[str, tuple[Callable[[Conn], Any], bool]] = {
-        "subs": (lambda c: len(c.subs), True),
-        "pending": (_pending, True),
-        "msgs_to": (lambda c: c.out_msgs, True),
-        "msgs_from": (lambda c: c.in_msgs, True),
-        "bytes_to": (lambda c: c.out_bytes, True),
-        "bytes_from": (lambda c: c.in_bytes, True),
-        "uptime": (lambda c: now - c.started, False),
-        "rtt": (lambda c: c.rtt, True),
+
+    def up(r: _Row) -> float:
+        end: float = r.stop if isinstance(r, ClosedConn) else now
+        started: float = r.started
+        return end - started
+
+    keys: dict[str, tuple[Callable[[_Row], Any], bool]] = {
+        "subs": (_nsubs, True),
+        "pending": (_row_pending, True),
+        "msgs_to": (lambda r: r.out_msgs, True),
+        "msgs_from": (lambda r: r.in_msgs, True),
+        "bytes_to": (lambda r: r.out_bytes, True),
+        "bytes_from": (lambda r: r.in_bytes, True),
+        "last": (lambda r: r.last_activity, True),
+        "idle": (lambda r: now - r.last_activity, True),
+        "uptime": (up, False),
+        "stop": (lambda r: r.stop, True),  # closed connections only
+        "reason": (lambda r: closed_state(r.reason), False),
+        "rtt": (lambda r: r.rtt, True),
     }
-    if sort not in keys:
-        # (last, idle) need each connection's last activity, which the broker does not track
-        raise MonitorError(f"sorting by {sort} is not supported by trustkit-broker", 500)
     return keys[sort]
 
 
@@ -433,21 +564,21 @@ def _pending(c: Conn) -> int:
 
 
 def connz(b: Broker, opts: ConnzOptions | None = None) -> dict[str, Any]:
-    """nats-server's ``Connz`` of the open connections, with its options (sort, paging, auth
-    details, subscription lists, filters by cid, user, account and subject). Raises
-    :class:`MonitorError` for what nats-server refuses, and for closed connections (not kept)."""
+    """nats-server's ``Connz`` (monitor.go ``Connz``) of the open connections, the closed ones the
+    broker keeps, or both (``state``), with its options: sort, paging, auth details,
+    subscription lists, filters by cid, user, account and (open connections only) subject.
+    Raises :class:`MonitorError` for what nats-server refuses."""
     opts = opts or ConnzOptions()
     sort = opts.sort
     if sort and sort not in SORT_OPTIONS:
         raise MonitorError(f"invalid sorting option: {sort}", 500)
     offset = max(opts.offset, 0)
     limit = opts.limit if opts.limit > 0 else DEFAULT_CONN_LIST_SIZE
-    if sort == "stop" and opts.state != CONN_CLOSED:
+    state = opts.state
+    if sort == "stop" and state != CONN_CLOSED:
         raise MonitorError("sort by stop only valid on closed connections", 500)
-    if sort == "reason" and opts.state != CONN_CLOSED:
+    if sort == "reason" and state != CONN_CLOSED:
         raise MonitorError("sort by reason only valid on closed connections", 500)
-    if opts.state != CONN_OPEN:
-        raise MonitorError("closed connections are not kept by trustkit-broker", 500)
     if opts.cid > 0:
         limit = 1
     flt = ""
@@ -468,30 +599,47 @@ def connz(b: Broker, opts: ConnzOptions | None = None) -> dict[str, Any]:
     if opts.acc and not account_known(b, opts.acc):
         return doc  # nats-server: lookupAccount failed, an empty answer
     sort_key = _sort_key(sort, now)
+    doc["server_id"] = b.server_key.public_key
+    want_open, want_closed = state in (CONN_OPEN, CONN_ALL), state in (CONN_CLOSED, CONN_ALL)
     conns = [c for c in b.conns if c.account is not None]
     if opts.acc:
         conns = [c for c in conns if c.account is not None and c.account.key == opts.acc]
-    doc["server_id"] = b.server_key.public_key
-    doc["total"] = len(conns)
+    closed: list[ClosedConn] = list(b.closed_clients.ring) if want_closed else []
+    if opts.acc:
+        closed = [r for r in closed if r.acc == opts.acc]
+    doc["total"] = (len(conns) if want_open else 0) + len(closed)
+    opened: list[Conn] = []
     if opts.cid > 0:
-        conns = [c for c in b.conns if c.cid == opts.cid and c.account is not None]
+        if want_open:
+            opened = [c for c in b.conns if c.cid == opts.cid and c.account is not None]
+        if opened:
+            closed = []
+        else:
+            closed = [r for r in closed if r.cid == opts.cid][:1]
     else:
+        if want_open:
+            opened = conns
+            if opts.user:
+                opened = [c for c in opened if raw_auth_user(c) == opts.user]
         if opts.user:
-            conns = [c for c in conns if raw_auth_user(c) == opts.user]
+            closed = [r for r in closed if r.user == opts.user]
         if opts.mqtt_client:
-            conns = []  # no MQTT clients
+            opened, closed = [], []  # no MQTT clients
     if flt:
-        conns = [c for c in conns if any(subjects_collide(flt, s.subject) for s in c.subs.values())]
-    if not conns:
+        opened = [c for c in opened if any(subjects_collide(flt, s.subject) for s in c.subs.values())]
+    if not opened and not closed:
         doc["connections"] = []
         return doc
-    conns.sort(key=lambda c: c.cid)
+    rows: list[_Row] = [*opened, *closed]
+    rows.sort(key=lambda r: r.cid)
     if sort_key is not None:
         key, descending = sort_key
-        conns.sort(key=key, reverse=descending)
-    lo = min(offset, len(conns))
-    page = conns[lo : lo + min(limit, len(conns) - lo)]
-    doc["connections"] = [_conn(b, c, now, opts) for c in page]
+        rows.sort(key=key, reverse=descending)
+    lo = min(offset, len(rows))
+    page = rows[lo : lo + min(limit, len(rows) - lo)]
+    doc["connections"] = [
+        _closed(b, r, opts) if isinstance(r, ClosedConn) else _conn(b, r, now, opts) for r in page
+    ]
     doc["num_connections"] = len(page)
     return doc
 
@@ -505,8 +653,10 @@ def _conn(b: Broker, c: Conn, now: float, opts: ConnzOptions) -> dict[str, Any]:
         "ip": c.client_ip,
         "port": peer[1] if peer and len(peer) > 1 else 0,
         "start": _ts(c.started),
+        "last_activity": _ts(c.last_activity),
         "rtt": go_duration(c.rtt),
         "uptime": uptime(now - c.started),
+        "idle": uptime(now - c.last_activity),
         "pending_bytes": _pending(c),
         "in_msgs": c.in_msgs,
         "out_msgs": c.out_msgs,
@@ -533,12 +683,7 @@ def _conn(b: Broker, c: Conn, now: float, opts: ConnzOptions) -> dict[str, Any]:
     if c.subs:
         if opts.subscriptions_detail:
             out["subscriptions_list_detail"] = [
-                {"subject": s.subject}
-                | ({"qgroup": s.queue} if s.queue else {})
-                | {"sid": s.sid, "msgs": s.delivered}
-                | ({"max": s.max} if s.max else {})
-                | {"cid": c.cid}
-                for s in c.subs.values()
+                _sub_detail(s.subject, s.queue, s.sid, s.delivered, s.max, c.cid) for s in c.subs.values()
             ]
         elif opts.subscriptions:
             out["subscriptions_list"] = [s.subject for s in c.subs.values()]
@@ -561,6 +706,87 @@ def _conn(b: Broker, c: Conn, now: float, opts: ConnzOptions) -> dict[str, Any]:
     return out
 
 
+def _sub_detail(
+    subject: str,
+    queue: str | None,
+    sid: str,
+    msgs: int,
+    mx: int,
+    cid: int,
+    acc: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """monitor.go ``SubDetail``: with ``acc`` (name, name tag) as ``newSubDetail`` writes it
+    (/subsz, closed connections), else as ``newClientSubDetail`` (open connections)."""
+    out: dict[str, Any] = {"account": acc[0], "account_tag": acc[1]} if acc else {}
+    out["subject"] = subject
+    if queue:
+        out["qgroup"] = queue
+    out["sid"] = sid
+    out["msgs"] = msgs
+    if mx:
+        out["max"] = mx
+    out["cid"] = cid
+    return out
+
+
+def _closed(b: Broker, r: ClosedConn, opts: ConnzOptions) -> dict[str, Any]:
+    """A closed connection as monitor.go shows it: times, counts and ``reason`` as it closed;
+    its JWT, issuer, tags and user JWT name always, the account's name tag with ``auth``."""
+    out: dict[str, Any] = {
+        "cid": r.cid,
+        "kind": "Client",
+        "type": "nats",
+        "ip": r.ip if r.port else "",
+        "port": r.port,
+        "start": _ts(r.started),
+        "last_activity": _ts(r.last_activity),
+        "stop": _ts(r.stop),
+        "reason": closed_state(r.reason),
+        "rtt": go_duration(r.rtt),
+        "uptime": uptime(r.stop - r.started),
+        "idle": uptime(r.stop - r.last_activity),
+        "pending_bytes": r.pending,
+        "in_msgs": r.in_msgs,
+        "out_msgs": r.out_msgs,
+        "in_bytes": r.in_bytes,
+        "out_bytes": r.out_bytes,
+        "subscriptions": len(r.subs),
+    }
+    for key, value in (("name", r.name), ("lang", r.lang), ("version", r.version)):
+        if value:
+            out[key] = value
+    if r.tls is not None:
+        out["tls_version"], out["tls_cipher_suite"] = r.tls
+    # trustkit: the authorized user and the account are always shown, as for open connections
+    if r.user:
+        out["authorized_user"] = r.user
+    acc = r.acc
+    if acc:
+        out["account"] = acc
+    if r.subs:
+        if opts.subscriptions_detail:
+            tag = (r.acc or GLOBAL_ACCOUNT, account_name_tag(b, r.acc or GLOBAL_ACCOUNT))
+            out["subscriptions_list_detail"] = [_sub_detail(*s, r.cid, tag) for s in r.subs]
+        elif opts.subscriptions:
+            out["subscriptions_list"] = [s[0] for s in r.subs]
+    if r.jwt and not _bearer(r.jwt):
+        out["jwt"] = r.jwt
+    if r.issuer:
+        out["issuer_key"] = r.issuer
+    name_tag = r.user_name
+    if opts.auth and acc and account_known(b, acc):
+        name_tag = account_name_tag(b, acc)
+    if name_tag:
+        out["name_tag"] = name_tag
+    if r.tags:
+        out["tags"] = list(r.tags)
+    out["data_used"] = r.data_used
+    out["data_limit"] = r.data_limit
+    out["account_data_used"] = r.acc_data_used
+    out["account_data_limit"] = r.acc_data_limit
+    return out
+
+
 def _bearer(token: str) -> bool:
     """monitor.go ``redactBearerJWT``: a bearer token's JWT is not shown."""
     try:
@@ -569,10 +795,331 @@ def _bearer(token: str) -> bool:
         return False
 
 
+# --- /subsz ---------------------------------------------------------------------------------------
+
+#: nats-server's DefaultSubListSize: subscriptions per /subsz page unless ``limit`` says otherwise
+DEFAULT_SUB_LIST_SIZE = 1024
+
+
+@dataclass
+class SubszOptions:
+    """monitor.go ``SubszOptions``."""
+
+    offset: int = 0
+    limit: int = 0
+    subscriptions: bool = False
+    account: str = ""
+    test: str = ""
+
+
+def _go_number(value: float) -> float | int:
+    """A Go ``float64`` as encoding/json writes it: a whole number without a fraction."""
+    return int(value) if value == int(value) else value
+
+
+def sublist_stats(routers: Iterable[Router]) -> dict[str, Any]:
+    """sublist.go ``SublistStats`` of one or more routing tables, added up as ``SublistStats.add``
+    does. ``num_matches`` and ``cache_hit_rate`` are 0: the broker does not count matches (that
+    would cost every published message); the fan-outs are those of the cached results."""
+    subs = cache = inserts = removes = total = cached = most = 0
+    for r in routers:
+        subs += r.count()
+        cache += r.cache_len()
+        inserts += r.inserts
+        removes += r.removes
+        for result in r.cached_results():
+            fanout = len(result.plain) + len(result.queues)
+            cached += 1
+            total += fanout
+            most = max(most, fanout)
+    return {
+        "num_subscriptions": subs,
+        "num_cache": cache,
+        "num_inserts": inserts,
+        "num_removes": removes,
+        "num_matches": 0,
+        "cache_hit_rate": 0,
+        "max_fanout": most,
+        "avg_fanout": _go_number(total / cached) if total else 0,
+    }
+
+
+def _go_literal(subject: str) -> bool:
+    """sublist.go ``IsValidLiteralSubject``: no empty token, no ``*`` or ``>`` token."""
+    return all(t and t not in ("*", ">") for t in subject.split("."))
+
+
+def _client_subs(b: Broker) -> Iterable[tuple[Account, Conn, Subscription, ConnSub]]:
+    """Every client subscription with the account whose routing table holds it (the client's own
+    account, and for a stream import's copy the exporter's) and the client's ``SUB`` it is."""
+    for c in sorted(b.conns, key=lambda c: c.cid):
+        acct = c.account
+        if acct is None:
+            continue
+        for sub in c.subs.values():
+            yield acct, c, sub, sub
+            for shadow in sub.shadows or ():
+                yield shadow.imp.exporter, c, shadow, sub
+
+
+def subsz(b: Broker, opts: SubszOptions | None = None) -> dict[str, Any]:
+    """nats-server's ``Subsz``: the routing tables' statistics (of one account with ``account``),
+    and with ``subscriptions`` a page of the client subscriptions, those a message on ``test``
+    would reach if given. Raises :class:`MonitorError` for a ``test`` that is not a publish subject."""
+    opts = opts or SubszOptions()
+    offset = max(opts.offset, 0)
+    limit = opts.limit if opts.limit > 0 else DEFAULT_SUB_LIST_SIZE
+    if opts.test and not _go_literal(opts.test):
+        raise MonitorError(f"invalid test subject, must be valid publish subject: {opts.test}", 500)
+    accounts = [a for key, a in b.accounts.items() if not opts.account or key == opts.account]
+    doc: dict[str, Any] = {"server_id": b.server_key.public_key, "now": _ts(time.time())}
+    doc |= sublist_stats(a.router for a in accounts)
+    doc |= {"total": 0, "offset": offset, "limit": limit}
+    if opts.subscriptions:
+        tags: dict[str, tuple[str, str]] = {}
+        details = []
+        for acct, c, sub, orig in _client_subs(b):
+            if opts.account and acct.key != opts.account:
+                continue
+            if opts.test and not subject_matches(sub.subject, opts.test):
+                continue
+            owner = c.account
+            assert owner is not None
+            tag = tags.get(owner.key)
+            if tag is None:
+                tag = tags[owner.key] = (owner.key, account_name_tag(b, owner.key))
+            details.append(_sub_detail(sub.subject, sub.queue, sub.sid, orig.delivered, orig.max, c.cid, tag))
+        lo = min(offset, len(details))
+        page = details[lo : lo + min(limit, len(details) - lo)]
+        if page:
+            doc["subscriptions_list"] = page
+        doc["total"] = len(details)
+    return doc
+
+
+# --- /accountz, account INFO, STATZ and CONNS -----------------------------------------------------
+
+
+def account_names(b: Broker) -> list[str]:
+    """The accounts the server has (nats-server's ``s.accounts``): ``$G``, the system account,
+    config mode's accounts, and every account loaded since the start."""
+    cfg = b.config
+    names = dict.fromkeys([GLOBAL_ACCOUNT])
+    if cfg.system_account:
+        names[cfg.system_account] = None
+    if not cfg.operator_mode:
+        names.update(dict.fromkeys(cfg.accounts))
+    names.update(dict.fromkeys(b.accounts))
+    return list(names)
+
+
+def accountz(b: Broker, account: str = "") -> dict[str, Any]:
+    """nats-server's ``Accountz``: the account names, or with ``account`` its details
+    (:func:`account_info`)."""
+    doc: dict[str, Any] = {"server_id": b.server_key.public_key, "now": _ts(time.time())}
+    if b.config.system_account:
+        doc["system_account"] = b.config.system_account
+    if not account:
+        doc["accounts"] = account_names(b)
+    else:
+        doc["account_detail"] = account_info(b, account)
+    return doc
+
+
+#: what every account imports from the system account (events.go ``registerSystemImports``):
+#: (local subject, the system account's subject with ``{}`` for the account, share)
+SYSTEM_IMPORTS = (
+    ("$SYS.REQ.USER.INFO", "$SYS.REQ.USER.{}.INFO", True),
+    ("$SYS.REQ.ACCOUNT.PING.CONNZ", "$SYS.REQ.ACCOUNT.{}.CONNZ", False),
+    ("$SYS.REQ.SERVER.PING.CONNZ", "$SYS.REQ.ACCOUNT.{}.CONNZ", False),
+    ("$SYS.REQ.ACCOUNT.PING.STATZ", "$SYS.REQ.ACCOUNT.{}.STATZ", False),
+)
+_RESPONSE_TYPES = {"Singleton": "Singleton", "Stream": "Streamed", "Chunked": "Chunked"}
+
+
+def _go_time(unix: int) -> str:
+    return rfc3339nano(unix * 1_000_000_000)
+
+
+def _latency(lat: Latency | None) -> dict[str, Any] | None:
+    if lat is None:
+        return None
+    return {"sampling": lat.sampling or "headers", "results": lat.results}
+
+
+def _ext_import(subject: str, account: str, local: str, *, service: bool, share: bool = False,
+                tracking: bool = False, latency: Latency | None = None) -> dict[str, Any]:  # fmt: skip
+    """monitor.go ``ExtImport`` (``jwt.Import`` as monitor.go fills it, then its own fields)."""
+    out: dict[str, Any] = {"subject": subject, "account": account}
+    if service:
+        out["to"] = local
+    out["local_subject"] = local
+    out["type"] = "service" if service else "stream"
+    out |= {"invalid": False, "share": share, "tracking": tracking}
+    lat = _latency(latency)
+    if lat is not None:
+        out["latency"] = lat
+    return out
+
+
+def _revoked(revocations: Mapping[str, int]) -> dict[str, str]:
+    return {k: _go_time(revocations[k]) for k in sorted(revocations)}
+
+
+def _sharing(b: Broker, key: str, acct: Account | None) -> tuple[list[Any], list[Any], dict[str, Any]]:
+    """(exports, imports, pending responses) as ``accountInfo`` lists them."""
+    exports: list[Any] = []
+    imports: list[Any] = []
+    responses: dict[str, Any] = {}
+    links = acct.links if acct is not None else None
+    if links is not None:
+        for subject, se in links.service_exports.items():
+            e: dict[str, Any] = {"subject": subject, "type": "service"}
+            if se.auth is not None and se.auth.token_req:
+                e["token_req"] = True
+            e["response_type"] = _RESPONSE_TYPES.get(se.resp_type, se.resp_type)
+            lat = _latency(se.latency)
+            if lat is not None:
+                e["service_latency"] = lat
+            if se.auth is not None and se.auth.revocations:
+                e["revoked_activations"] = _revoked(se.auth.revocations)
+            exports.append(e)
+        for subject, auth in links.stream_exports.items():
+            e = {"subject": subject, "type": "stream"}
+            if auth is not None and auth.token_req:
+                e["token_req"] = True
+            if auth is not None and auth.revocations:
+                e["revoked_activations"] = _revoked(auth.revocations)
+            exports.append(e)
+        for st in links.streams:
+            imports.append(_ext_import(st.from_, st.exporter.key, st.to, service=False))
+        for sis in links.services.values():
+            for si in sis:
+                share = bool(si.claim is not None and si.claim.share)
+                track = si.track if isinstance(si.track, Latency) else None
+                ext = _ext_import(si.to, si.acc.key, si.from_, service=True, share=share, latency=track)
+                imports.append(ext)
+        for reply in sorted(links.responses):
+            rsi = links.responses[reply]
+            # (a pending response is tracked when its request was sampled for latency)
+            tracked = rsi.track is not None
+            responses[reply] = _ext_import(rsi.to, rsi.acc.key, rsi.from_, service=True, tracking=tracked)
+    sys_key = b.config.system_account
+    if sys_key:
+        for local, subject, share in SYSTEM_IMPORTS if key != sys_key else SYSTEM_IMPORTS[:1]:
+            imports.append(_ext_import(subject.format(key), sys_key, local, service=True, share=share))
+    return exports, imports, responses
+
+
+def account_info(b: Broker, name: str) -> dict[str, Any]:
+    """monitor.go ``AccountInfo`` of an account the server has; raises :class:`MonitorError`
+    (``Account <name> does not exist``) for another."""
+    if name not in account_names(b):
+        raise MonitorError(f"Account {name} does not exist", 500)
+    acct = b.accounts.get(name)
+    claims = acct.claims if acct is not None else b.lookup_account(name)
+    now = time.time()
+    # (the broker does not note when it applied a JWT: the JWT's issue time stands for it)
+    doc: dict[str, Any] = {
+        "account_name": name,
+        "update_time": _go_time(claims.iat) if claims is not None and claims.iat else _ts(b.started),
+    }
+    if name == b.config.system_account:
+        doc["is_system"] = True
+    doc |= {
+        "expired": bool(claims is not None and claims.is_expired(int(now))),
+        "complete": True,
+        "jetstream_enabled": False,
+        "leafnode_connections": 0,
+        "client_connections": len(acct.conns) if acct is not None else 0,
+        "subscriptions": acct.router.count() if acct is not None else 0,
+    }
+    mapper = acct.mapper if acct is not None else None
+    if mapper is not None and mapper.entries:
+        doc["mappings"] = {
+            m.src: [{"subject": tr.dest, "weight": w} for tr, w in m.dests]
+            for m in sorted(mapper.entries, key=lambda m: m.src)
+        }
+    exports, imports, responses = _sharing(b, name, acct)
+    if exports:
+        doc["exports"] = exports
+    if imports:
+        doc["imports"] = imports
+    if claims is not None:
+        if claims.token:
+            doc["jwt"] = claims.token
+        doc["issuer_key"] = claims.iss
+    doc["name_tag"] = account_name_tag(b, name)
+    if claims is not None:
+        if claims.tags:
+            doc["tags"] = list(claims.tags)
+        doc["decoded_jwt"] = claims.payload_json()
+        vr = claims.validate(now=int(now))
+        if vr.issues:
+            doc["validation_result_jwt"] = [
+                {"description": i.description, "blocking": i.blocking, "time_check": i.time_check}
+                for i in vr.issues
+            ]
+        if claims.revocations:
+            doc["revoked_user"] = _revoked(claims.revocations)
+    doc["sublist_stats"] = sublist_stats([acct.router] if acct is not None else [])
+    if responses:
+        doc["responses"] = responses
+    return doc
+
+
+def _data_stats(msgs: int, size: int) -> dict[str, Any]:
+    """events.go ``DataStats``: the client counts, and none by gateways, routes or leaf nodes."""
+    zero = {"msgs": 0, "bytes": 0}
+    return {"msgs": msgs, "bytes": size, "gateways": zero, "routes": dict(zero), "leafs": dict(zero)}
+
+
+def account_stat(b: Broker, key: str) -> dict[str, Any]:
+    """events.go ``AccountStat`` (``Account.statz``): connections, subscriptions, and what the
+    account's clients sent (``received``: published) and were sent (``sent``: delivered), closed
+    connections included."""
+    acct = b.accounts.get(key)
+    conns = acct.conns if acct is not None else set()
+    closed = b.closed_clients.accounts.get(key) or [0, 0, 0, 0, 0]
+    in_msgs, in_bytes, out_msgs, out_bytes = closed[0], closed[1], closed[2], closed[3]
+    for c in conns:
+        in_msgs += c.in_msgs
+        in_bytes += c.in_bytes
+        out_msgs += c.out_msgs
+        out_bytes += c.out_bytes
+    return {
+        "acc": key,
+        "name": account_name_tag(b, key),
+        "conns": len(conns),
+        "leafnodes": 0,
+        "total_conns": len(conns),
+        "num_subscriptions": acct.router.count() if acct is not None else 0,
+        "sent": _data_stats(out_msgs, out_bytes),
+        "received": _data_stats(in_msgs, in_bytes),
+        "slow_consumers": closed[4],
+    }
+
+
+def account_statz(b: Broker, accounts: Iterable[str] = (), include_unused: bool = False) -> dict[str, Any]:
+    """monitor.go ``AccountStatz``: the :func:`account_stat` of the named accounts the server
+    has (all with none named), those without connections only with ``include_unused``."""
+    names = account_names(b)
+    wanted = list(accounts)
+    if wanted:
+        have = set(names)
+        names = [n for n in wanted if n in have]
+    stats = []
+    for key in names:
+        acct = b.accounts.get(key)
+        if include_unused or (acct is not None and acct.conns):
+            stats.append(account_stat(b, key))
+    return {"server_id": b.server_key.public_key, "now": _ts(time.time()), "account_statz": stats}
+
+
 # --- options: JSON bodies ($SYS requests) and query strings (HTTP) --------------------------------
 
 #: Go field types of the options structs, by JSON key
-_GO_TYPES = {bool: "bool", int: "int", str: "string"}
+_GO_TYPES = {bool: "bool", int: "int", str: "string", dict: "struct"}
 
 
 def _json_kind(value: Any) -> str:
@@ -590,7 +1137,8 @@ def _json_kind(value: Any) -> str:
 def decode_options(body: bytes, struct: str, fields: Mapping[str, type]) -> dict[str, Any]:
     """A request body as Go's ``json.Unmarshal`` reads it into an options struct: keys matched
     case-insensitively, unknown keys ignored, ``null`` leaving a field as it was. ``fields``
-    maps JSON keys to ``bool``, ``int``, ``str`` or ``list`` (of strings). Raises
+    maps JSON keys to ``bool``, ``int``, ``str``, ``list`` (of strings) or ``dict`` (an object,
+    not looked into). Raises
     :class:`MonitorError` (400) for what Go refuses: malformed JSON, or a value of the wrong type
     (with Go's ``cannot unmarshal`` wording)."""
     try:
@@ -647,12 +1195,32 @@ _HEALTHZ_FIELDS: dict[str, type] = {
     "consumer": str,
     "details": bool,
 }
-#: the JSON keys of each endpoint's options (their EventOptions structs add the filter keys)
-OPTION_FIELDS: dict[str, dict[str, type]] = {"CONNZ": _CONNZ_FIELDS, "HEALTHZ": _HEALTHZ_FIELDS, "VARZ": {}}
+_SUBSZ_FIELDS: dict[str, type] = {
+    "offset": int,
+    "limit": int,
+    "subscriptions": bool,
+    "account": str,
+    "test": str,
+}
+#: the JSON keys of each endpoint's options (their EventOptions structs add the filter keys);
+#: STATZ and INFO are the account services'
+OPTION_FIELDS: dict[str, dict[str, type]] = {
+    "CONNZ": _CONNZ_FIELDS,
+    "HEALTHZ": _HEALTHZ_FIELDS,
+    "VARZ": {},
+    "SUBSZ": _SUBSZ_FIELDS,
+    "ACCOUNTZ": {"account": str},
+    "STATZ": {"accounts": list, "include_unused": bool},
+    "INFO": {},
+}
 
 
 def connz_options(values: Mapping[str, Any]) -> ConnzOptions:
     return ConnzOptions(**{k: v for k, v in values.items() if k in _CONNZ_FIELDS})
+
+
+def subsz_options(values: Mapping[str, Any]) -> SubszOptions:
+    return SubszOptions(**{k: v for k, v in values.items() if k in _SUBSZ_FIELDS})
 
 
 def healthz_options(values: Mapping[str, Any]) -> HealthzOptions:
@@ -713,6 +1281,18 @@ def _query_connz(q: Mapping[str, str]) -> ConnzOptions:
     return opts
 
 
+def _query_subsz(q: Mapping[str, str]) -> SubszOptions:
+    """monitor.go ``HandleSubsz``'s query parameters."""
+    opts = SubszOptions(account=q.get("acc", ""), test=q.get("test", ""))
+    if q.get("subs"):
+        opts.subscriptions = _go_parse_bool("subs", q["subs"])
+    if q.get("offset"):
+        opts.offset = _go_parse_int("offset", q["offset"])
+    if q.get("limit"):
+        opts.limit = _go_parse_int("limit", q["limit"])
+    return opts
+
+
 def _query_healthz(q: Mapping[str, str]) -> HealthzOptions:
     opts = HealthzOptions(account=q.get("account", ""), stream=q.get("stream", ""))
     opts.consumer = q.get("consumer", "")
@@ -731,9 +1311,18 @@ def _http(b: Broker, path: str, query: Mapping[str, str]) -> tuple[int, Any]:
         opts = _query_connz(query)
         stats[path] = stats.get(path, 0) + 1
         return 200, connz(b, opts)
+    if path == "/subscriptionsz":  # nats-server's alias, counted as /subsz
+        path = "/subsz"
     stats[path] = stats.get(path, 0) + 1
     if path == "/varz":
         return 200, varz(b)
+    if path == "/subsz":
+        return 200, subsz(b, _query_subsz(query))
+    if path == "/accountz":
+        return 200, accountz(b, query.get("acc", ""))
+    if path == "/accstatz":
+        unused = _go_parse_bool("unused", query["unused"]) if query.get("unused") else False
+        return 200, account_statz(b, include_unused=unused)
     if path == "/healthz":
         doc = healthz(b, _query_healthz(query))
         status = doc.pop("status_code")  # monitor.go: the code is the HTTP status, not a key
@@ -741,7 +1330,7 @@ def _http(b: Broker, path: str, query: Mapping[str, str]) -> tuple[int, Any]:
     raise KeyError(path)
 
 
-ROUTES = ("/varz", "/connz", "/healthz")
+ROUTES = ("/varz", "/connz", "/healthz", "/subsz", "/subscriptionsz", "/accountz", "/accstatz")
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 503: "Service Unavailable"}
 
 

@@ -109,9 +109,12 @@ class Connect:
     (client.go ``ClientOpts``) were type-checked and renamed to their canonical lower-case names
     (Go matches JSON names case-insensitively), and null members of those fields were dropped (Go
     leaves such a field unchanged). Missing fields take nats-server's defaults in the broker:
-    ``verbose``, ``pedantic`` and ``echo`` default to true (client.go ``defaultOpts``)."""
+    ``verbose``, ``pedantic`` and ``echo`` default to true (client.go ``defaultOpts``).
+    ``implicit``: no CONNECT was sent; another operation came first and logs the client in as
+    the ``no_auth_user`` (see :class:`Parser`)."""
 
     opts: dict[str, Any]
+    implicit: bool = False
 
 
 @dataclass(slots=True)
@@ -487,7 +490,9 @@ class Parser:
     as in nats-server, whose parser calls processConnect before it reads on. ``require_connect``
     mirrors nats-server while a client must still authenticate: any operation but ``CONNECT`` is
     an ``Authorization Violation``; a parsed ``Connect`` clears it (the broker closes the
-    connection if authentication then fails).
+    connection if authentication then fails). With ``no_auth_first`` (a ``no_auth_user`` that is
+    a user/password user) another operation first is, as in nats-server's parser, preceded by an
+    implicit empty :class:`Connect`.
     ``headers`` follows nats-server: ``HPUB`` is accepted only after a ``CONNECT`` with
     ``"headers": true``, and never when ``server_headers`` is False.
     """
@@ -502,6 +507,7 @@ class Parser:
         "_state",
         "max_control_line",
         "max_payload",
+        "no_auth_first",
         "require_connect",
         "server_headers",
     )
@@ -516,10 +522,12 @@ class Parser:
         *,
         require_connect: bool = False,
         server_headers: bool = True,
+        no_auth_first: bool = False,
     ) -> None:
         self.max_control_line = max_control_line
         self.max_payload = max_payload
         self.require_connect = require_connect
+        self.no_auth_first = no_auth_first
         self.server_headers = server_headers
         self._client_headers = False
         self._state = _START
@@ -749,8 +757,14 @@ class Parser:
         after saving a partial operation (everything from ``pos`` to the end is then consumed)."""
         n = len(buf)
         if self.require_connect and buf[pos] not in b"Cc":
-            # parser.go OP_START with authSet: the first byte of any other verb fails.
-            raise _fail("operation before CONNECT", ERR_AUTHORIZATION)
+            # parser.go OP_START with authSet: the first byte of any other verb fails, unless the
+            # no_auth_user may log in without a CONNECT ("telnet demos"): then it is judged
+            # before the operation is even read (a bad one fails after the verdict).
+            if not self.no_auth_first:
+                raise _fail("operation before CONNECT", ERR_AUTHORIZATION)
+            self.require_connect = False
+            ops.append(Connect({}, implicit=True))
+            return pos
         # The verb, letter by letter as parser.go's states: a wrong byte fails at once.
         if buf.startswith(b"CONNECT ", pos):  # what every client sends first
             kind = _CONNECT

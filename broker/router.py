@@ -252,13 +252,19 @@ class Router:
     ``cache_size`` bounds the match cache (0 disables it).
     """
 
-    __slots__ = ("_by_conn", "_cache", "_cache_size", "_count", "_root", "_seen", "cached")
+    __slots__ = (
+        "_by_conn", "_cache", "_cache_size", "_count", "_root", "_seen", "cached", "inserts", "removes",
+    )  # fmt: skip
 
     def __init__(self, *, cache_size: int = DEFAULT_CACHE_SIZE, admit_on_second: bool = False) -> None:
         if cache_size < 0:
             raise BrokerError("cache_size must be >= 0", code="router_config")
         self._root = _Level()
         self._count = 0
+        #: subscriptions inserted and removed since the router was made (``/subsz`` num_inserts,
+        #: num_removes; counted on SUB and UNSUB, never per message)
+        self.inserts = 0
+        self.removes = 0
         # id(conn) -> that connection's subscriptions (ordered set). id() rather than the object:
         # conn is opaque (maybe unhashable) and is kept alive by its subscriptions while listed.
         self._by_conn: dict[int, dict[Subscription, None]] = {}
@@ -318,6 +324,10 @@ class Router:
     def cache_len(self) -> int:
         """Number of cached publish subjects."""
         return len(self._cache)
+
+    def cached_results(self) -> Iterable[Result]:
+        """The cached results (read-only; for ``/subsz``'s fan-out figures)."""
+        return self._cache.values()
 
     def subscriptions(self, conn: object) -> tuple[Subscription, ...]:
         """The subscriptions of ``conn`` (by identity), in insertion order."""
@@ -382,6 +392,7 @@ class Router:
             mine = self._by_conn[key] = {}
         mine[sub] = None
         self._count += 1
+        self.inserts += 1
         self._cache_add(sub)
 
     def remove(self, sub: Subscription) -> bool:
@@ -459,6 +470,7 @@ class Router:
             if not members:
                 del node.qsubs[sub.queue]
         self._count -= 1
+        self.removes += 1
         # prune from the leaf up while nodes are empty (sublist.go pruneNode)
         for i in range(len(path) - 1, -1, -1):
             level, tok, node = path[i]

@@ -34,9 +34,17 @@ import orjson
 from broker import protocol as P
 from broker.callout_client import AuthWait, CalloutClient, local_grant
 from broker.config import BrokerConfig, ConfigLogin, compare_passwords, is_bcrypt
+from broker.monitor import ClosedClients
 from broker.router import Router, Subscription
 from broker.sharing import Links, Mappings, ShadowSub, Sharing, subjects_collide
-from broker.system import SLOW_CONSUMER, SystemRequests
+from broker.system import (
+    ERR_ACCOUNT_LIMIT,
+    SERVER_SHUTDOWN,
+    SLOW_CONSUMER,
+    TLS_HANDSHAKE_FAILED,
+    SystemRequests,
+    protocol_close_reason,
+)
 from broker.tls import TLSConfig
 from broker.verifier import Verifier, wanted
 from trustkit import subject as subjects
@@ -232,7 +240,9 @@ class Conn(asyncio.Protocol):
             broker.config.max_control_line,
             broker.config.max_payload,
             require_connect=broker.auth_required,  # nats-server: only when auth is required
+            no_auth_first=broker.config.no_auth_first,
         )
+        self.implicit_connect = False  # logged in by another operation than CONNECT (no_auth_user)
         self.transport: asyncio.Transport | None = None
         self.out: list[bytes] = []
         self.flush_scheduled = False
@@ -274,6 +284,7 @@ class Conn(asyncio.Protocol):
         self.lang = ""
         self.version = ""
         self.started = time.time()
+        self.last_activity = self.started  # the last read from the socket (/connz last_activity, idle)
         self.rtt = 0  # ns: estimated at CONNECT, as nats-server does (service latency, broker/sharing.py)
         self.data_limit = NO_LIMIT  # the user JWT's ``data``: bytes this connection may publish
         self.data_used = 0
@@ -345,6 +356,8 @@ class Conn(asyncio.Protocol):
         except (OSError, EOFError) as exc:  # ssl.SSLError, resets and the handshake timeout
             reason = exc.reason if isinstance(exc, ssl.SSLError) and exc.reason else type(exc).__name__
             self.broker.log(f"cid:{self.cid} TLS handshake error: {reason}")
+            if self.close_reason is None:
+                self.close_reason = TLS_HANDSHAKE_FAILED
         if transport is None or transport.is_closing() or self.closed:
             raw.close()
             self.connection_lost(None)
@@ -391,9 +404,11 @@ class Conn(asyncio.Protocol):
                 broker.sharing.conn_closed(self.account, self)
         broker.conns.discard(self)
         broker.closed_stats(self)
+        broker.closed_clients.record(self)  # for /connz?state=closed
         broker.system.disconnect_event(self)  # builds nothing unless the system account listens
 
     def data_received(self, data: bytes) -> None:
+        self.last_activity = time.time()  # once per read, never per message
         if self.tls_pending or self.auth_wait is not None:
             self.held += data
             transport = self.transport
@@ -414,6 +429,7 @@ class Conn(asyncio.Protocol):
                 return
             if e.err_text is not None:
                 self.send(e.frame)
+            self.protocol_error(e)
             self.close()
             return
         if self.auth_wait is not None:  # nats-server reads nothing more until the callout ends
@@ -446,6 +462,7 @@ class Conn(asyncio.Protocol):
         elif t is P.Pong:
             self.pings_out = 0
         elif t is P.Connect:
+            self.implicit_connect = op.implicit  # type: ignore[union-attr]
             self.on_connect(op.opts)  # type: ignore[union-attr]
         return self.closed or self.auth_wait is not None
 
@@ -619,6 +636,14 @@ class Conn(asyncio.Protocol):
             self.out.clear()
             self.transport.abort()
 
+    def protocol_error(self, exc: P.ProtocolError) -> None:
+        """Note why the connection is about to close for ``exc`` (the DISCONNECT advisory's
+        reason), and for a CONNECT that did not decode the RTT nats-server estimates first."""
+        if self.close_reason is None:
+            self.close_reason = protocol_close_reason(exc)
+        if not self.rtt and exc.message.startswith("CONNECT:"):  # client.go processConnect
+            self.rtt = max(int((time.time() - self.started) * 1e9), 1)
+
     def error_close(self, text: str) -> None:
         if self.close_reason is None:
             self.close_reason = text
@@ -660,16 +685,10 @@ class Conn(asyncio.Protocol):
         self.headers = bool(get("headers", False))
         self.no_responders = bool(get("no_responders", False))
         proto = get("protocol", 0)
-        if not isinstance(proto, int) or proto < 0 or proto > 1:
-            self.error_close("invalid client protocol")
-            return
-        self.protocol = proto
+        self.protocol = proto if isinstance(proto, int) else -1  # checked once admitted (admit)
         self.name = str(get("name") or "")
         self.lang = str(get("lang") or "")
         self.version = str(get("version") or "")
-        if self.no_responders and not self.headers:
-            self.error_close("no responders requires headers support")
-            return
         broker = self.broker
         if broker.verifier is not None and broker.operator_mode:
             jwt_text = opts.get("jwt")
@@ -696,8 +715,13 @@ class Conn(asyncio.Protocol):
     def _config_login(self, opts: dict[str, Any]) -> None:
         """Judge a CONNECT against the config's users, nkey users, token or single user
         (:meth:`BrokerConfig.match_login`). A bcrypt comparison (50-100 ms) runs in a thread:
-        until its verdict nothing else the client sent is handled, as while a callout decides."""
-        login = self.broker.config.match_login(opts, self.nonce)
+        until its verdict nothing else the client sent is handled, as while a callout decides.
+        A client that sent no credentials is the ``no_auth_user``: nats-server writes that user's
+        credentials into the CONNECT it keeps (the auth callout and monitoring see them), and so
+        does the broker, before judging it like any other."""
+        config = self.broker.config
+        opts.update(config.no_auth_credentials(opts))
+        login = config.match_login(opts, self.nonce)
         if login is None or login.secret is None or not is_bcrypt(login.secret):
             ok = login is not None and (login.secret is None or compare_passwords(login.secret, login.given))
             self._judged(opts, *self._config_grant(login if ok else None))
@@ -806,7 +830,10 @@ class Conn(asyncio.Protocol):
         if grant is not None:
             acct_limits = grant.account.limits
             if acct_limits.conn != NO_LIMIT and len(account.conns) >= acct_limits.conn:
-                self.error_close("maximum account active connections exceeded")
+                # nats-server has bound the client to the account before it checks the limit
+                # (client.go registerWithAccount): its DISCONNECT advisory is the account's
+                self.account = account
+                self.error_close(ERR_ACCOUNT_LIMIT)
                 return
             self.grant = grant
             perms = grant.permissions
@@ -832,10 +859,17 @@ class Conn(asyncio.Protocol):
         self.account = account
         account.conns.add(self)
         broker.system.connect_event(self)  # builds nothing unless the system account listens
+        # nats-server checks these once the client is in its account (client.go processConnect)
+        if not 0 <= self.protocol <= 1:
+            self.error_close("invalid client protocol")
+            return
+        if self.no_responders and not self.headers:
+            self.error_close("no responders requires headers support")
+            return
         self.parser.max_payload = (
             self.max_payload if self.max_payload != NO_LIMIT else broker.config.max_payload
         )
-        if self.verbose:
+        if self.verbose and not self.implicit_connect:  # no +OK for a CONNECT never sent
             self.send(P.OK_FRAME)
         if self.max_subs == 0:  # nats-server: at the limit already; tell, then close ~20 ms later
             self.close_reason = "maximum subscriptions exceeded"
@@ -857,6 +891,7 @@ class Conn(asyncio.Protocol):
         if wait.error is not None and not self.closed:
             if wait.error.err_text is not None:
                 self.send(wait.error.frame)
+            self.protocol_error(wait.error)
             self.close()
             return
         held, self.held = self.held, b""
@@ -873,6 +908,7 @@ class Conn(asyncio.Protocol):
             self.expiry = None
         if self.account is not None:
             self.account.conns.discard(self)
+            self.broker.system.conns_event(self.account)  # (as nats-server: its count drops)
         self.account = None
         self.grant = None
         self.verdicts = None
@@ -1123,6 +1159,7 @@ class Broker:
         self.started = time.time()
         self.total_connections = 0
         self.closed_totals = [0, 0, 0, 0]  # in_msgs, in_bytes, out_msgs, out_bytes of closed conns
+        self.closed_clients = ClosedClients()  # the last closed connections, for /connz
         self._monitor: asyncio.base_events.Server | None = None
         self.operators: TrustedOperators = TrustedOperators([])
         self.resolver: MemoryResolver | None = None
@@ -1154,7 +1191,7 @@ class Broker:
             "host": config.host,
             "port": config.port,
             "headers": True,
-            "auth_required": config.auth_required or None,
+            "auth_required": config.info_auth_required or None,  # false with a no_auth_user
             "tls_required": config.tls is not None or None,
             "tls_verify": (config.tls is not None and config.tls.verify) or None,
             "max_payload": config.max_payload,
@@ -1445,6 +1482,7 @@ class Broker:
             self.verifier.start()
         if self.system.store is not None:
             self._expiring = loop.call_later(EXPIRE_CHECK, self._expire_jwts)
+        self.system.start_events()  # the statsz heartbeat, with a system account
         sock = self._server.sockets[0]
         self.config.port = sock.getsockname()[1]
         self.info_base["port"] = self.config.port
@@ -1506,6 +1544,8 @@ class Broker:
         t[3] += conn.out_bytes
 
     async def close(self) -> None:
+        # nats-server stops its events first (a SHUTDOWN event), then closes the connections
+        self.system.shutdown_events()
         if self._expiring is not None:
             self._expiring.cancel()
             self._expiring = None
@@ -1525,4 +1565,6 @@ class Broker:
             self._monitor.close()
             await self._monitor.wait_closed()
         for conn in list(self.conns):
+            if conn.close_reason is None:
+                conn.close_reason = SERVER_SHUTDOWN
             conn.close()

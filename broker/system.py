@@ -28,23 +28,38 @@ of broker/monitor.py in nats-server's ``{"server", "data", "error"}`` envelope:
   ``Nats-Request-Info`` header;
 - ``$SYS.REQ.SERVER.PING`` (system account): ``{"server", "statsz"}``;
 - ``$SYS.REQ.SERVER.PING.<KIND>`` and ``$SYS.REQ.SERVER.<id>.<KIND>`` for IDZ (a bare
-  ``ServerID``), STATSZ, VARZ, CONNZ and HEALTHZ (system account);
+  ``ServerID``), STATSZ, VARZ, CONNZ, SUBSZ, ACCOUNTZ and HEALTHZ (system account);
 - ``$SYS.REQ.ACCOUNT.<A>.CONNZ`` (system account): the envelope with ``<A>``'s connections; other
   accounts import it as ``$SYS.REQ.SERVER.PING.CONNZ`` and ``$SYS.REQ.ACCOUNT.PING.CONNZ``, for
-  their own connections.
+  their own connections;
+- ``$SYS.REQ.ACCOUNT.<A>.SUBSZ|INFO|STATZ`` (system account): ``<A>``'s subscriptions, its
+  ``AccountInfo``, its ``AccountStatz``; ``$SYS.REQ.ACCOUNT.PING.STATZ`` for every account in use
+  (other accounts import it for their own); ``$SYS.REQ.ACCOUNT.<A>.CONNS``: the
+  ``AccountNumConns`` event as the reply.
 
-And it publishes, in the system account, nats-server's connect and disconnect advisories
-(events.go ``accountConnectEvent``, ``accountDisconnectEvent``): ``$SYS.ACCOUNT.<A>.CONNECT``
-when a client is admitted, ``$SYS.ACCOUNT.<A>.DISCONNECT`` (with ``sent``/``received`` counts and
-the ``ClosedState`` text as ``reason``) when it goes; a client refused at CONNECT goes as a
-disconnect of ``$G``, as nats-server's clients start in the global account. The event is built
-only when a system-account subscription matches its subject.
+And it publishes, in the system account, nats-server's events (events.go):
+
+- ``$SYS.ACCOUNT.<A>.CONNECT`` when a client is admitted and ``$SYS.ACCOUNT.<A>.DISCONNECT`` (with
+  ``sent``/``received`` counts and the ``ClosedState`` text as ``reason``) when it goes
+  (``accountConnectEvent``, ``accountDisconnectEvent``); a client refused at CONNECT goes as a
+  disconnect of ``$G``, as nats-server's clients start in the global account, one refused at its
+  account's connection limit as a disconnect of that account;
+- ``$SYS.ACCOUNT.<A>.SERVER.CONNS`` and the old ``$SYS.SERVER.ACCOUNT.<A>.CONNS``
+  (``AccountNumConns``) when an account's connection count changes, and again every 30 s while it
+  has connections (``accConnsUpdate``; never for ``$G``);
+- ``$SYS.SERVER.<id>.CLIENT.AUTH.ERR`` for a client refused for its credentials
+  (``sendAuthErrorEvent``);
+- ``$SYS.SERVER.<id>.STATSZ`` on nats-server's statsz heartbeat, and ``$SYS.SERVER.<id>.SHUTDOWN``
+  when the broker stops, after which no event is sent (``shutdownEventing``).
+
+An event is built only when a system-account subscription matches its subject.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import os
 import time
 from collections import OrderedDict
@@ -80,8 +95,11 @@ SERVER_PING = "$SYS.REQ.SERVER.PING"
 #: what other accounts import from the system account (events.go registerSystemImports)
 SERVER_PING_CONNZ = "$SYS.REQ.SERVER.PING.CONNZ"
 ACCOUNT_PING_CONNZ = "$SYS.REQ.ACCOUNT.PING.CONNZ"
+ACCOUNT_PING_STATZ = "$SYS.REQ.ACCOUNT.PING.STATZ"
 #: the ``$SYS.REQ.SERVER.PING.<KIND>`` and ``$SYS.REQ.SERVER.<id>.<KIND>`` services answered here
-SERVER_KINDS = ("IDZ", "STATSZ", "VARZ", "CONNZ", "HEALTHZ")
+SERVER_KINDS = ("IDZ", "STATSZ", "VARZ", "CONNZ", "SUBSZ", "ACCOUNTZ", "HEALTHZ")
+#: the ``$SYS.REQ.ACCOUNT.<A>.<KIND>`` services answered here (events.go ``monAccSrvc``)
+ACCOUNT_KINDS = ("CONNZ", "SUBSZ", "INFO", "STATZ", "CONNS")
 REQUEST_INFO = b"Nats-Request-Info"
 #: ``EventFilterOptions``: every request's body may carry them; a server they exclude stays silent
 FILTER_FIELDS: dict[str, type] = {
@@ -96,17 +114,45 @@ _EVENT_OPTIONS = {
     "STATSZ": "StatszEventOptions",
     "VARZ": "VarzEventOptions",
     "CONNZ": "ConnzEventOptions",
+    "SUBSZ": "SubszEventOptions",
+    "ACCOUNTZ": "AccountzEventOptions",
     "HEALTHZ": "HealthzEventOptions",
+    "INFO": "AccInfoEventOptions",
+    "STATZ": "AccountStatzEventOptions",
 }
 NO_LIMIT = -1
 _EXT = ".jwt"
 #: What nats-server sends a client of a deleted account before closing it (client.go).
 ERR_ACCOUNT_EXPIRED = "Account Authentication Expired"
+#: ... and a client its account has no room for (client.go maxAccountConnExceeded)
+ERR_ACCOUNT_LIMIT = "maximum account active connections exceeded"
 CONNECT_EVENT = "io.nats.server.advisory.v1.client_connect"
 DISCONNECT_EVENT = "io.nats.server.advisory.v1.client_disconnect"
+CONNS_EVENT = "io.nats.server.advisory.v1.account_connections"
+#: nats-server's statsz heartbeat (events.go startStatszTimer, heartbeatStatsz, limitStatsz): the
+#: first after 250 ms, each interval twice the last up to ``statsHBInterval``, none within
+#: ``statszRateLimit`` (or the current interval, if shorter) of the last; seconds
+STATSZ_FIRST = 0.25
+STATSZ_INTERVAL = 10.0
+STATSZ_RATE_LIMIT = 1.0
+#: how early a rate-limited statsz may come (the event loop runs a timer up to its clock
+#: resolution early; Go's timers are never early)
+STATSZ_SLACK = 0.005
+#: ``eventsHBInterval``: an account's connection count is sent again this long after the last
+#: time, while it has connections (events.go sendAccConnsUpdate); seconds
+CONNS_INTERVAL = 30.0
 #: a connection closed by the server without an -ERR because it did not read (Conn.flush)
 SLOW_CONSUMER = "Slow Consumer"
-#: the ``-ERR`` a connection was closed with -> nats-server's ``ClosedState`` text (monitor.go)
+#: a connection closed by Broker.close
+SERVER_SHUTDOWN = "Server Shutdown"
+#: a connection whose TLS handshake failed (or timed out)
+TLS_HANDSHAKE_FAILED = "TLS Handshake Failure"
+#: a connection closed because the client sent ``-ERR`` (client.go processErr: nothing is sent)
+CLIENT_ERR = "-ERR"
+#: the start of the parser's message for a client's ``-ERR`` (broker/protocol.py)
+_CLIENT_ERROR_MESSAGE = "Client Error "
+#: why the server closed a connection (``Conn.close_reason``: the ``-ERR`` text it sent, or one of
+#: the names above) -> nats-server's ``ClosedState`` text (monitor.go)
 CLOSED_STATES = {
     P.ERR_AUTHORIZATION: "Authentication Failure",
     "Authentication Timeout": "Authentication Timeout",
@@ -114,17 +160,29 @@ CLOSED_STATES = {
     ERR_ACCOUNT_EXPIRED: "Authentication Expired",
     "User Authentication Revoked": "Credentials Revoked",
     "maximum connections exceeded": "Maximum Connections Exceeded",
-    "maximum account active connections exceeded": "Maximum Account Connections Exceeded",
+    ERR_ACCOUNT_LIMIT: "Maximum Account Connections Exceeded",
     "maximum subscriptions exceeded": "Maximum Subscriptions Exceeded",
     P.ERR_MAX_PAYLOAD: "Maximum Message Payload Exceeded",
     P.ERR_MAX_CONTROL_LINE: "Maximum Control Line Exceeded",
-    P.ERR_UNKNOWN_PROTOCOL: "Parse Error",
+    # client.go readLoop: a parser error other than these closes with ProtocolViolation
+    P.ERR_UNKNOWN_PROTOCOL: "Protocol Violation",
     "Stale Connection": "Stale Connection",
     "invalid client protocol": "Bad Client Protocol Version",
     "no responders requires headers support": "No Responders Requires Headers",
     SLOW_CONSUMER: "Slow Consumer (Pending Bytes)",
-    "": "Parse Error",  # closed by the server without an -ERR of its own: a protocol error
+    SERVER_SHUTDOWN: "Server Shutdown",
+    TLS_HANDSHAKE_FAILED: "TLS Handshake Failure",
+    CLIENT_ERR: "Parse Error",
+    "": "Protocol Violation",  # closed by the server without an -ERR of its own: a protocol error
 }
+
+
+def protocol_close_reason(exc: P.ProtocolError) -> str:
+    """``Conn.close_reason`` for a connection closed by a protocol error: the ``-ERR`` text it
+    sends, :data:`CLIENT_ERR` for the client's own ``-ERR``, else ``""`` (closed without one)."""
+    if exc.err_text is not None:
+        return exc.err_text
+    return CLIENT_ERR if exc.message.startswith(_CLIENT_ERROR_MESSAGE) else ""
 
 
 class JwtStoreError(BrokerError):
@@ -456,6 +514,14 @@ class SystemRequests:
         self._writer: ThreadPoolExecutor | None = None
         self._pending = 0
         self._ids: _Nuid | None = None  # advisory ids, made on first use
+        # events (start_events, shutdown_events): off once the broker shuts down; the statsz
+        # heartbeat's timer, interval and last send (loop time); each account's connection-count
+        # heartbeat
+        self._stopped = False
+        self._statsz_timer: asyncio.TimerHandle | None = None
+        self._cstatsz = STATSZ_FIRST
+        self._last_statsz = -math.inf
+        self._conns_timers: dict[str, asyncio.TimerHandle] = {}
         cfg = broker.config
         self.kind = cfg.resolver if cfg.operator_mode else None  # "memory" | "full" | "cache" | None
         self.store: JwtDir | None = None
@@ -491,7 +557,7 @@ class SystemRequests:
         if conn is not None and conn.account is not None and conn.account.key != sys_key:
             return self._imported(subject, reply, headers, payload, conn, conn.account)
         account = conn.account if conn is not None else b.accounts.get(sys_key or "")
-        services = subject.startswith(("$SYS.REQ.SERVER.", "$SYS.REQ.USER.")) or subject.endswith(".CONNZ")
+        services = subject.startswith(("$SYS.REQ.SERVER.", "$SYS.REQ.USER.", "$SYS.REQ.ACCOUNT."))
         if services and account is not None:
             if self._service(subject, reply, headers, payload, conn, account):
                 return True
@@ -545,14 +611,18 @@ class SystemRequests:
     ) -> bool:
         """What every other account imports from the system account (``registerSystemImports``):
         ``USER.INFO`` (with the requester's details shared, so a ``Nats-Request-Info`` header the
-        client sent is replaced) and the two account-scoped CONNZ pings. The reply goes back in
-        the requester's account."""
+        client sent is replaced), the two account-scoped CONNZ pings and the account STATZ ping
+        (``$SYS.REQ.ACCOUNT.<its account>.CONNZ|STATZ``). The reply goes back in the requester's
+        account."""
         if subject == USER_INFO:
             if reply:
                 self._send_in(account, reply, self._user_info_reply(conn, self._client_info(conn, account)))
             return True
         if subject in (SERVER_PING_CONNZ, ACCOUNT_PING_CONNZ):
             self._z("CONNZ", reply, payload, account, scope=account.key)
+            return True
+        if subject == ACCOUNT_PING_STATZ:
+            self._z("STATZ", reply, payload, account, scope=account.key)
             return True
         return False
 
@@ -584,8 +654,14 @@ class SystemRequests:
         if subject == SERVER_PING:
             self._statsz(reply, payload, account)
             return True
-        if len(toks) == 5 and toks[2] == "ACCOUNT" and toks[4] == "CONNZ":
-            self._z("CONNZ", reply, payload, account, scope=toks[3])
+        if subject == ACCOUNT_PING_STATZ:  # (``$SYS.REQ.ACCOUNT.*.STATZ`` leaves PING to this one)
+            self._z("STATZ", reply, payload, account)
+            return True
+        if len(toks) == 5 and toks[2] == "ACCOUNT" and toks[4] in ACCOUNT_KINDS:
+            if toks[4] == "CONNS":
+                self._conns_request(toks[3], reply, payload, account)
+            else:
+                self._z(toks[4], reply, payload, account, scope=toks[3])
             return True
         if len(toks) == 5 and toks[2] == "SERVER" and toks[4] in SERVER_KINDS:
             if toks[3] != "PING" and toks[3] != self.broker.server_key.public_key:
@@ -685,53 +761,105 @@ class SystemRequests:
         self, kind: str, reply: str | None, payload: bytes, account: Account, scope: str | None = None
     ) -> None:
         """events.go ``zReq``: ``{"server", "data"}``, or ``"error"`` with 400 (a body that does
-        not decode) or 500 (the builder refused the options). ``scope``: the account whose
-        connections CONNZ lists, whatever the options say."""
+        not decode) or 500 (the builder refused the options; ``data`` is then ``null``, as Go
+        writes a nil result). ``scope``: the account of ``$SYS.REQ.ACCOUNT.<A>.<KIND>`` (or of an
+        imported ping), whatever the options say. Some requests get no answer at all (an
+        account STATZ with nothing to report)."""
         if not reply:
             return
         values = self._options(kind, payload)
         if values is None:
             return
-        error: dict[str, Any] | None = None
-        data: dict[str, Any] | None = None
+        body: dict[str, Any]
         if isinstance(values, str):
-            error = {"code": 400, "description": values}
+            body = {"error": {"code": 400, "description": values}}
         else:
             try:
-                if kind == "VARZ":
-                    data = monitor.varz(self.broker)
-                elif kind == "HEALTHZ":
-                    data = monitor.healthz(self.broker, monitor.healthz_options(values))
-                else:
-                    opts = monitor.connz_options(values)
-                    if scope is not None:
-                        opts.acc = scope
-                    data = monitor.connz(self.broker, opts)
+                data = self._build(kind, values, scope)
             except monitor.MonitorError as exc:
-                error = {"code": 500, "description": exc.message}
-        doc: dict[str, Any] = {"server": self.server_info()}
-        if error is not None:
-            doc["error"] = error
-        else:
-            doc["data"] = data
+                body = {"data": None, "error": {"code": 500, "description": exc.message}}
+            else:
+                if data is None:
+                    return
+                body = {"data": data}
+        self._send_in(account, reply, orjson.dumps({"server": self.server_info()} | body))
+
+    def _build(self, kind: str, values: dict[str, Any], scope: str | None) -> dict[str, Any] | None:
+        """The data of a ``zReq`` kind; None when nats-server answers nothing (``errSkipZreq``).
+        Raises :class:`monitor.MonitorError` as the builders refuse."""
+        b = self.broker
+        if kind == "VARZ":
+            return monitor.varz(b)
+        if kind == "HEALTHZ":
+            return monitor.healthz(b, monitor.healthz_options(values))
+        if kind == "CONNZ":
+            opts = monitor.connz_options(values)
+            if scope is not None:
+                opts.acc = scope
+            return monitor.connz(b, opts)
+        if kind == "SUBSZ":
+            sopts = monitor.subsz_options(values)
+            if scope is not None:  # the account service lists the account's subscriptions
+                sopts.account, sopts.subscriptions = scope, True
+            return monitor.subsz(b, sopts)
+        if kind == "ACCOUNTZ":
+            return monitor.accountz(b, values.get("account", ""))
+        if kind == "INFO":
+            assert scope is not None
+            return monitor.account_info(b, scope)
+        if kind == "STATZ":  # (``$SYS.REQ.ACCOUNT.PING.STATZ`` comes here without a scope)
+            include_unused = bool(values.get("include_unused"))
+            accounts = [scope] if scope is not None else values.get("accounts") or []
+            stz = monitor.account_statz(b, accounts, include_unused)
+            return stz if stz["account_statz"] or include_unused else None
+        raise monitor.MonitorError(f"no {kind} service", 500)
+
+    def _conns_request(self, key: str, reply: str | None, payload: bytes, account: Account) -> None:
+        """``$SYS.REQ.ACCOUNT.<A>.CONNS`` (events.go ``connsRequest``): ``AccountNumConns`` of
+        ``<A>`` when it is loaded and has connections; nothing otherwise, or for a body that is
+        not an ``accNumConnsReq`` of the same account."""
+        if not reply:
+            return
+        if payload:
+            try:
+                values = monitor.decode_options(payload, "accNumConnsReq", {"acc": str, "server": dict})
+            except monitor.MonitorError:
+                return
+            if values.get("acc", key) != key:
+                return
+        acct = self.broker.accounts.get(key)
+        if acct is None or not acct.conns:
+            return
+        if self._ids is None:
+            self._ids = _Nuid()
+        now = _rfc3339nano(self.clock())
+        doc: dict[str, Any] = {"type": CONNS_EVENT, "id": self._ids.next(), "timestamp": now}
+        doc["server"] = self.server_info()
+        doc |= monitor.account_stat(self.broker, key)
         self._send_in(account, reply, orjson.dumps(doc))
 
     def _send_in(self, account: Account, reply: str, payload: bytes) -> None:
         self.broker.deliver(account, None, reply, None, None, payload)
 
-    # --- connect and disconnect advisories (events.go) ---------------------------------------
-    def _event_subject(self, conn: Conn, kind: str) -> tuple[Account, str, str] | None:
-        """(system account, subject, account name) when a system-account subscription takes
-        ``$SYS.ACCOUNT.<A>.<kind>``; None (nothing to build) otherwise."""
+    # --- events (events.go) -------------------------------------------------------------------
+    # Every hook starts with the cheap test of _listening: nothing is built or timed unless the
+    # system account has a subscription (a connect then costs a dict lookup).
+    def _listening(self) -> Account | None:
+        """The system account, if it has any subscription and events run; None otherwise."""
         b = self.broker
         sys_acct = b.accounts.get(b.config.system_account or "")
-        if sys_acct is None or not sys_acct.router.count():
+        if sys_acct is None or not sys_acct.router.count() or self._stopped or not self.events_enabled():
             return None
+        return sys_acct
+
+    def _event_subject(self, sys_acct: Account, conn: Conn, kind: str) -> tuple[str, str] | None:
+        """(subject, account name) when a system-account subscription takes
+        ``$SYS.ACCOUNT.<A>.<kind>``; None (nothing to build) otherwise."""
         acc = conn.account.key if conn.account is not None else monitor.GLOBAL_ACCOUNT
         subject = f"$SYS.ACCOUNT.{acc}.{kind}"
-        if not sys_acct.router.has_interest(subject) or not self.events_enabled():
+        if not sys_acct.router.has_interest(subject):
             return None
-        return sys_acct, subject, acc
+        return subject, acc
 
     def _event_client(self, conn: Conn, acc: str, stop: str = "") -> dict[str, Any]:
         """The ``ClientInfo`` of a connect advisory, or with ``stop`` of a disconnect one
@@ -765,43 +893,174 @@ class SystemRequests:
     def _publish_event(self, sys_acct: Account, subject: str, doc: dict[str, Any]) -> None:
         self.broker.deliver(sys_acct, None, subject, None, None, orjson.dumps(doc))
 
-    def connect_event(self, conn: Conn) -> None:
-        """``$SYS.ACCOUNT.<A>.CONNECT`` for an admitted client, if anybody listens."""
-        target = self._event_subject(conn, "CONNECT")
-        if target is None:
-            return
-        sys_acct, subject, acc = target
+    def _event_head(self, type_: str, now: str) -> dict[str, Any]:
+        """``TypedEvent``: type, a fresh id, the time."""
         if self._ids is None:
             self._ids = _Nuid()
-        now = _rfc3339nano(self.clock())
-        doc: dict[str, Any] = {"type": CONNECT_EVENT, "id": self._ids.next(), "timestamp": now}
+        return {"type": type_, "id": self._ids.next(), "timestamp": now}
+
+    def connect_event(self, conn: Conn) -> None:
+        """A client was admitted (and added to its account): ``$SYS.ACCOUNT.<A>.SERVER.CONNS``
+        (the account's new count), then ``$SYS.ACCOUNT.<A>.CONNECT``, if anybody listens."""
+        sys_acct = self._listening()
+        if sys_acct is None:
+            return
+        acct = conn.account
+        if acct is not None:  # addClient's accConnsUpdate comes before the CONNECT advisory
+            self._conns_changed(sys_acct, acct)
+        target = self._event_subject(sys_acct, conn, "CONNECT")
+        if target is None:
+            return
+        subject, acc = target
+        doc = self._event_head(CONNECT_EVENT, _rfc3339nano(self.clock()))
         doc["server"] = self.server_info()
         doc["client"] = self._event_client(conn, acc)
         self._publish_event(sys_acct, subject, doc)
 
     def disconnect_event(self, conn: Conn) -> None:
-        """``$SYS.ACCOUNT.<A>.DISCONNECT`` for a closed client, if anybody listens: what it sent
-        and received, and why it went (``Conn.close_reason``, the ``-ERR`` it got, if any)."""
-        target = self._event_subject(conn, "DISCONNECT")
+        """A client connection went: if anybody listens, its account's new connection count,
+        the auth-error advisory of a client closed with ``Authorization Violation``, and
+        ``$SYS.ACCOUNT.<A>.DISCONNECT``: what it sent and received, and why it went
+        (``Conn.close_reason``). That is nats-server's order (closeConnection removes the client
+        from its account, authViolation then sends the auth error; the DISCONNECT comes from a
+        goroutine of its own, usually last)."""
+        sys_acct = self._listening()
+        if sys_acct is None:
+            return
+        text = conn.close_reason
+        acct = conn.account
+        # a client refused at its account's connection limit was in the account (its advisory is
+        # the account's) but never counted in it (client.go registerWithAccount)
+        if acct is not None and not (text == ERR_ACCOUNT_LIMIT and conn.grant is None):
+            self._conns_changed(sys_acct, acct)
+        if text == P.ERR_AUTHORIZATION:  # client.go authViolation
+            self._auth_error_event(sys_acct, conn)
+        target = self._event_subject(sys_acct, conn, "DISCONNECT")
         if target is None:
             return
-        sys_acct, subject, acc = target
-        if self._ids is None:
-            self._ids = _Nuid()
+        subject, acc = target
+        self._publish_event(sys_acct, subject, self._disconnect_doc(conn, acc))
+
+    def _disconnect_doc(self, conn: Conn, acc: str) -> dict[str, Any]:
+        """``DisconnectEventMsg`` (the DISCONNECT and auth-error advisories)."""
         now = _rfc3339nano(self.clock())
-        text = conn.close_reason
-        if text is None:
-            reason = "Client Closed"
-        else:
-            reason = CLOSED_STATES.get(text, "Protocol Violation")
-        client = self._event_client(conn, acc, now)
-        doc: dict[str, Any] = {"type": DISCONNECT_EVENT, "id": self._ids.next(), "timestamp": now}
+        reason = monitor.closed_state(conn.close_reason)
+        doc = self._event_head(DISCONNECT_EVENT, now)
         doc["server"] = self.server_info()
-        doc["client"] = client
+        doc["client"] = self._event_client(conn, acc, now)
         doc["sent"] = {"msgs": conn.in_msgs, "bytes": conn.in_bytes}
         doc["received"] = {"msgs": conn.out_msgs, "bytes": conn.out_bytes}
         doc["reason"] = reason
-        self._publish_event(sys_acct, subject, doc)
+        return doc
+
+    def _auth_error_event(self, sys_acct: Account, conn: Conn) -> None:
+        """``$SYS.SERVER.<id>.CLIENT.AUTH.ERR`` (events.go ``sendAuthErrorEvent``): the
+        disconnect advisory of a client refused for its credentials, for the operator."""
+        subject = f"$SYS.SERVER.{self.broker.server_key.public_key}.CLIENT.AUTH.ERR"
+        if sys_acct.router.has_interest(subject):
+            acc = conn.account.key if conn.account is not None else monitor.GLOBAL_ACCOUNT
+            self._publish_event(sys_acct, subject, self._disconnect_doc(conn, acc))
+
+    # --- an account's connection count (events.go accConnsUpdate, sendAccConnsUpdate) ----------
+    def conns_event(self, acct: Account) -> None:
+        """``acct`` lost a client that stays connected (a second CONNECT logs it out first, as
+        nats-server's registerWithAccount removes it from its account): its new count."""
+        sys_acct = self._listening()
+        if sys_acct is not None:
+            self._conns_changed(sys_acct, acct)
+
+    def _conns_changed(self, sys_acct: Account, acct: Account) -> None:
+        """``acct``'s connection count changed: send it if anybody listens (nats-server never
+        does for ``$G``), and restart its heartbeat."""
+        key = acct.key
+        if key == monitor.GLOBAL_ACCOUNT:
+            return
+        if key in self._conns_timers or self._conns_wanted(sys_acct, key):
+            self._send_conns(sys_acct, acct)
+
+    @staticmethod
+    def _conns_subjects(key: str) -> tuple[str, str]:
+        """The old subject (``accConnsEventSubjOld``, kept by nats-server for compatibility) and
+        the new one (``accConnsEventSubjNew``); nats-server sends both, in this order."""
+        return f"$SYS.SERVER.ACCOUNT.{key}.CONNS", f"$SYS.ACCOUNT.{key}.SERVER.CONNS"
+
+    def _conns_wanted(self, sys_acct: Account, key: str) -> bool:
+        return any(sys_acct.router.has_interest(s) for s in self._conns_subjects(key))
+
+    def _send_conns(self, sys_acct: Account | None, acct: Account) -> None:
+        """``AccountNumConns`` to each subject somebody listens to (one event id for both), and
+        the heartbeat re-armed while the account has connections, stopped when it has none."""
+        key = acct.key
+        timer = self._conns_timers.pop(key, None)
+        if timer is not None:
+            timer.cancel()
+        if sys_acct is not None:
+            subjects = [s for s in self._conns_subjects(key) if sys_acct.router.has_interest(s)]
+            if subjects:
+                doc = self._event_head(CONNS_EVENT, _rfc3339nano(self.clock()))
+                stat = monitor.account_stat(self.broker, key)
+                for subject in subjects:
+                    self._publish_event(sys_acct, subject, doc | {"server": self.server_info()} | stat)
+        if acct.conns:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # driven by hand, without an event loop: no heartbeat
+                return
+            self._conns_timers[key] = loop.call_later(CONNS_INTERVAL, self._conns_heartbeat, key)
+
+    def _conns_heartbeat(self, key: str) -> None:
+        self._conns_timers.pop(key, None)
+        acct = self.broker.accounts.get(key)
+        if acct is not None and not self._stopped:
+            self._send_conns(self._listening(), acct)
+
+    # --- the statsz heartbeat and shutdown (events.go) -----------------------------------------
+    def start_events(self) -> None:
+        """Start the statsz heartbeat when the broker has a system account (``startStatszTimer``;
+        the broker calls this once it listens)."""
+        if not self.events_enabled() or self._stopped or self._statsz_timer is not None:
+            return
+        self._cstatsz = STATSZ_FIRST
+        self._statsz_timer = asyncio.get_running_loop().call_later(self._cstatsz, self._heartbeat_statsz)
+
+    def _heartbeat_statsz(self) -> None:
+        """``heartbeatStatsz``: the next interval doubles up to :data:`STATSZ_INTERVAL`."""
+        if self._stopped:
+            return
+        self._cstatsz = min(self._cstatsz * 2, STATSZ_INTERVAL)
+        loop = asyncio.get_running_loop()
+        self._statsz_timer = loop.call_later(self._cstatsz, self._heartbeat_statsz)
+        # limitStatsz: too soon after the last one, this one waits until it is due (the timer
+        # set for then doubles the interval again)
+        now = loop.time()
+        interval = min(STATSZ_RATE_LIMIT, self._cstatsz)
+        due = self._last_statsz + interval
+        if now + STATSZ_SLACK < due:
+            self._statsz_timer.cancel()
+            self._statsz_timer = loop.call_at(due, self._heartbeat_statsz)
+            return
+        self._last_statsz = now
+        # sendStatsz: built only if a system-account subscription takes it
+        sys_acct = self._listening()
+        subject = f"$SYS.SERVER.{self.broker.server_key.public_key}.STATSZ"
+        if sys_acct is not None and sys_acct.router.has_interest(subject):
+            self._statsz(None, b"", sys_acct)  # (no reply: the broadcast subject)
+
+    def shutdown_events(self) -> None:
+        """The broker is shutting down (events.go ``shutdownEventing``, which nats-server runs
+        before it closes any connection): ``$SYS.SERVER.<id>.SHUTDOWN`` (the ``server`` block), if
+        anybody listens; then no more events, so the connections go without advisories."""
+        sys_acct = self._listening()
+        subject = f"$SYS.SERVER.{self.broker.server_key.public_key}.SHUTDOWN"
+        if sys_acct is not None and sys_acct.router.has_interest(subject):
+            self._publish_event(sys_acct, subject, self.server_info())
+        self._stopped = True
+        if self._statsz_timer is not None:
+            self._statsz_timer.cancel()
+            self._statsz_timer = None
+        for timer in self._conns_timers.values():
+            timer.cancel()
+        self._conns_timers.clear()
 
     # --- replies --------------------------------------------------------------------------
     def server_info(self) -> dict[str, Any]:

@@ -385,6 +385,67 @@ REFUSED: dict[str, tuple[str, str]] = {
         rf'Duplicate nkey "{NKEY}" detected',
     ),
     "token of the wrong type": ("authorization { token: 1234 }", r"must be a string|interface conversion"),
+    # no_auth_user must name a user or nkey user of authorization {} or an account
+    "no_auth_user beside a single user": (
+        "no_auth_user: a\nauthorization { user: a, password: b }",
+        r'no_auth_user: "a" present, but users/nkeys are not defined',
+    ),
+    "no_auth_user beside an empty users array": (
+        "no_auth_user: a\nauthorization { users: [] }",
+        r'no_auth_user: "a" present, but users/nkeys are not defined',
+    ),
+    "no_auth_user beside a token": (
+        "no_auth_user: a\nauthorization { token: t }",
+        r'no_auth_user: "a" present, but users/nkeys are not defined',
+    ),
+    "no_auth_user not configured": (
+        f"no_auth_user: b\naccounts {{ A: {{ users: [ {{ user: a }}, {{ nkey: {NKEY} }} ] }} }}",
+        r'no_auth_user: "b" not present as user or nkey in authorization block or account configuration',
+    ),
+    "no_auth_user of the wrong type": (
+        "no_auth_user: 5\nauthorization { users: [ { user: a } ] }",
+        r"must be a string|interface conversion",
+    ),
+    "unknown connection type": (
+        "authorization { users: [ { user: a, allowed_connection_types: [ STANDARD, foo, Bar ] } ] }",
+        r'invalid connection types \["FOO" "BAR"\]',
+    ),
+    "connection types of the wrong type": (
+        "authorization { users: [ { user: a, clients: 5 } ] }",
+        r"error parsing allowed connection types: unsupported type int64",
+    ),
+    "allow_responses a string": (
+        'authorization { users: [ { user: a, permissions: { allow_responses: "always" } } ] }',
+        r"error parsing response permissions, expected a boolean or a map",
+    ),
+    "allow_responses expires a number": (
+        "authorization { users: [ { user: a, permissions: { allow_responses: { expires: 5 } } } ] }",
+        r"error parsing expires, not a duration string",
+    ),
+    "allow_responses expires no duration": (
+        'authorization { permissions: { allow_responses: { ttl: "soon" } }, users: [ { user: a } ] }',
+        r'error parsing expires: time: invalid duration "soon"',
+    ),
+    "allow_responses max a string": (
+        'accounts { A: { default_permissions: { allow_responses: { max: "1" } } } }',
+        r"must be an integer|interface conversion",
+    ),
+    "allow_responses unknown key": (
+        "authorization { users: [ { user: a, permissions: { allow_responses: { maximum: 1 } } } ] }",
+        r'Unknown field "maximum" parsing permissions',
+    ),
+    "permissions unknown key": (
+        "authorization { users: [ { user: a, permissions: { responses: true } } ] }",
+        r'Unknown field "responses" parsing permissions',
+    ),
+    "user unknown key": (
+        "authorization { users: [ { user: a, proxy: true } ] }",
+        r'unknown field "proxy"',
+    ),
+    "proxy_required of the wrong type": (
+        "authorization { users: [ { user: a, proxy_required: 1 } ] }",
+        r"must be true or false|interface conversion",
+    ),
 }
 
 
@@ -423,6 +484,8 @@ def test_operator_mode(kind: str, tmp_path: Path) -> None:
     base = operator_config()
     users = f"{base}\nauthorization {{ users: [ {{ nkey: {NKEY} }} ] }}"
     assert "operators do not allow users to be configured directly" in refusal(kind, users, tmp_path / "n")
+    no_auth = f"{base}\nno_auth_user: a"
+    assert "no_auth_user not compatible with Trusted Operator" in refusal(kind, no_auth, tmp_path / "a")
     with make_server(kind, f'{base}\nauthorization {{ token: "s3cret" }}', tmp_path / "t") as srv:
         info, lines = session(srv.url, login(auth_token="s3cret"))
         assert "nonce" in info
@@ -548,6 +611,419 @@ authorization {{
             assert time.monotonic() - t0 > 0.8, opts  # waited for the callout
 
 
+# --- no_auth_user ---------------------------------------------------------------------------------
+
+NA_ACCOUNT_KEY = KeyPair.generate(PrefixByte.USER)  # an nkey user of account A
+NA_G_KEY = KeyPair.generate(PrefixByte.USER)  # an nkey user of $G
+NA_HASH = bcrypt.hashpw(b"na-pw", bcrypt.gensalt(4, prefix=b"2a")).decode()
+USER_INFO = "$SYS.REQ.USER.INFO"
+
+
+def no_auth_config(who: str) -> str:
+    return f"""
+no_auth_user: "{who}"
+accounts {{
+  A: {{ users: [
+    {{ nkey: {NA_ACCOUNT_KEY.public_key}, permissions: {{ publish: [ "a.>", "{USER_INFO}" ] }} }}
+  ] }}
+}}
+authorization {{
+  users: [
+    {{ user: plain, password: ppw, permissions: {{ publish: [ "plain.>", "{USER_INFO}" ] }} }}
+    {{ user: hashed, password: "{NA_HASH}" }}
+    {{ nkey: {NA_G_KEY.public_key} }}
+  ]
+}}
+"""
+
+
+async def who_am_i(url: str, **kw: Any) -> dict[str, Any]:
+    """A nats-py client logs in with ``kw`` and asks ``$SYS.REQ.USER.INFO`` who it is."""
+    nc = await nats.connect(url, allow_reconnect=False, max_reconnect_attempts=0, connect_timeout=5, **kw)
+    try:
+        msg = await nc.request(USER_INFO, b"", timeout=5)
+        data: dict[str, Any] = json.loads(msg.data)["data"]
+        return data
+    finally:
+        await nc.close()
+
+
+#: CONNECTs that carry no credentials (nats-server: no user, password, token or nkey)
+NO_CREDENTIALS: dict[str, dict[str, Any]] = {
+    "nothing": {},
+    "empty strings": {"user": "", "pass": "", "auth_token": "", "nkey": ""},
+    "a signature only": {"sig": "AAAA"},
+    "a jwt only": {"jwt": "eyJ.x.y"},
+}
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_no_auth_user(kind: str, tmp_path: Path) -> None:
+    """A client that sends no credentials is the ``no_auth_user``, with its permissions and
+    account; INFO then says no auth is required, and credentials that are sent are judged as
+    ever (a wrong password is not the no_auth_user)."""
+    with make_server(kind, no_auth_config("plain"), tmp_path) as srv:
+        url = srv.url
+        info, lines = session(url, lambda i: connect_line() + pubs("plain.x", "a.x"))
+        assert "auth_required" not in info and "nonce" in info
+        assert lines == [denied_pub("a.x"), b"PONG"]
+        for name, opts in NO_CREDENTIALS.items():
+            assert lines_of(url, lambda i, o=opts: connect_line(**o) + pubs("plain.x", "a.x")) == [
+                denied_pub("a.x"),
+                b"PONG",
+            ], name
+        refused: dict[str, Build] = {
+            "a password only": login(**{"pass": "ppw"}),
+            "the user, a wrong password": password("plain", "wrong"),
+            "the user, no password": login(user="plain"),
+            "a token": login(auth_token="ppw"),
+            "a configured nkey without a signature": login(nkey=NA_G_KEY.public_key),
+            "an unknown nkey": nkey_login(STRANGER),
+        }
+        for name, build in refused.items():
+            assert lines_of(url, build) == [AUTH_VIOLATION], name
+        # everybody else still logs in as themselves
+        assert lines_of(url, password("hashed", "na-pw", pubs("plain.x"))) == [b"PONG"]
+        assert lines_of(url, nkey_login(NA_ACCOUNT_KEY, after=pubs("a.x", "plain.x"))) == [
+            denied_pub("plain.x"),
+            b"PONG",
+        ]
+        me = asyncio.run(who_am_i(url))
+        assert (me["user"], me["account"]) == ("plain", "$G")
+        assert me["permissions"] == {"publish": {"allow": ["plain.>", USER_INFO]}, "subscribe": {}}
+        # INFO says nothing is required, but credentials a client has are sent and judged
+        assert asyncio.run(who_am_i(url, user="hashed", password="na-pw"))["user"] == "hashed"
+        asyncio.run(nats_refused(url, user="hashed", password="wrong"))
+
+
+def without_connect(url: str, data: bytes) -> list[bytes]:
+    """What the server says to ``data`` and a PING sent without a CONNECT first, until the
+    second PONG or the close (a later CONNECT's PONG included)."""
+    host, port = url.removeprefix("nats://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        buf = b""
+        while b"\r\n" not in buf:
+            buf += sock.recv(65536)
+        buf = buf.split(b"\r\n", 1)[1]
+        sock.sendall(data + b"PING\r\n")
+        deadline = time.monotonic() + 5
+        while buf.count(b"PONG\r\n") < data.count(b"PING\r\n") + 1 and time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            buf += chunk
+    return [x for x in buf.split(b"\r\n") if x and x != b"PING" and not x.startswith(b"INFO ")]
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_no_auth_user_without_connect(kind: str, tmp_path: Path) -> None:
+    """With a user/password ``no_auth_user``, nats-server's parser lets a client start with any
+    other operation ("telnet demos"): it is judged as that user then, without a ``+OK`` for the
+    CONNECT it never sent; a CONNECT later is a new login, whose subscriptions start afresh.
+    An nkey or bcrypt ``no_auth_user`` admits nobody this way."""
+    with make_server(kind, no_auth_config("plain"), tmp_path / "plain") as srv:
+        url = srv.url
+        assert without_connect(url, pubs("plain.x", "a.x")) == [b"+OK", denied_pub("a.x"), b"PONG"]
+        assert without_connect(url, b"") == [b"PONG"]
+        assert without_connect(url, b"ping\r\n") == [b"PONG", b"PONG"]
+        assert without_connect(url, b"SUB plain.y 1\r\n" + pubs("plain.y")) == [
+            b"+OK",
+            b"+OK",
+            b"MSG plain.y 1 2",
+            b"hi",
+            b"PONG",
+        ]
+        other = connect_line(user="hashed", **{"pass": "na-pw"}) + pubs("a.x")
+        assert without_connect(url, b"PING\r\n" + other) == [b"PONG", b"PONG"]
+        bad = connect_line(user="hashed", **{"pass": "bad"})
+        assert without_connect(url, b"PING\r\n" + bad) == [b"PONG", AUTH_VIOLATION]
+        again = b"SUB plain.y 1\r\n" + connect_line(verbose=False) + pubs("plain.y")
+        assert without_connect(url, again) == [b"+OK", b"PONG"]
+        for bad in (b"CX\r\n", b"X\r\n", b"PU"):
+            assert without_connect(url, bad) == [b"-ERR 'Unknown Protocol Operation'"], bad
+    for who in ("hashed", NA_ACCOUNT_KEY.public_key):
+        with make_server(kind, no_auth_config(who), tmp_path / who[:6]) as srv:
+            # judged before the operation is read: a bad one is an Authorization Violation too
+            for data in (pubs("plain.x"), b"", b"X\r\n"):
+                assert without_connect(srv.url, data) == [AUTH_VIOLATION], who
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_no_auth_nkey_user(kind: str, tmp_path: Path) -> None:
+    """An nkey user as ``no_auth_user`` needs no signature, even when the client names its key."""
+    with make_server(kind, no_auth_config(NA_ACCOUNT_KEY.public_key), tmp_path) as srv:
+        url = srv.url
+        for name, opts in {
+            **NO_CREDENTIALS,
+            "its key, no signature": {"nkey": NA_ACCOUNT_KEY.public_key},
+            "its key, a bad signature": {"nkey": NA_ACCOUNT_KEY.public_key, "sig": "AAAA"},
+        }.items():
+            assert lines_of(url, lambda i, o=opts: connect_line(**o) + pubs("a.x", "plain.x")) == [
+                denied_pub("plain.x"),
+                b"PONG",
+            ], name
+        for name, build in {
+            "another configured key, no signature": login(nkey=NA_G_KEY.public_key),
+            "another configured key, forged": nkey_login(NA_G_KEY, signer=NA_ACCOUNT_KEY),
+            "an unknown key": login(nkey=STRANGER.public_key),
+            "a wrong password": password("plain", "x"),
+        }.items():
+            assert lines_of(url, build) == [AUTH_VIOLATION], name
+        assert lines_of(url, password("plain", "ppw", pubs("plain.x"))) == [b"PONG"]
+        me = asyncio.run(who_am_i(url))
+        assert (me["user"], me["account"]) == (NA_ACCOUNT_KEY.public_key, "A")
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_no_auth_user_with_a_bcrypt_password(kind: str, tmp_path: Path) -> None:
+    """nats-server compares the no_auth_user's configured password with itself: a bcrypt hash
+    is no password for itself, so such a no_auth_user admits nobody (the user itself still can)."""
+    with make_server(kind, no_auth_config("hashed"), tmp_path) as srv:
+        for name, opts in NO_CREDENTIALS.items():
+            assert lines_of(srv.url, login(**opts)) == [AUTH_VIOLATION], name
+        assert lines_of(srv.url, password("hashed", "na-pw")) == [b"PONG"]
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_no_auth_user_and_the_callout(kind: str, tmp_path: Path) -> None:
+    """A no_auth_user that is not an ``auth_users`` entry is called out like anybody: the
+    request carries its name and configured password (nats-server writes them into the
+    client's CONNECT); one that is an entry is not called out."""
+    config = f"""
+no_auth_user: plain
+authorization {{
+  timeout: 2
+  users: [
+    {{ user: svc, password: s }}
+    {{ user: plain, password: ppw, permissions: {{ publish: "never" }} }}
+  ]
+  auth_callout {{ issuer: {ISSUER.public_key}, auth_users: [ svc ] }}
+}}
+"""
+
+    async def main(url: str) -> None:
+        asked: list[AuthorizationRequestClaims] = []
+        async with callout_responder(url, asked, user="svc", password="s"):
+            lines = await asyncio.to_thread(lines_of, url, lambda i: connect_line() + pubs("ok.1", "never"))
+            assert lines == [denied_pub("never"), b"PONG"]  # the callout's permissions
+            assert len(asked) == 1
+            req = asked[0]
+            assert req.client_info.user == "plain"
+            assert (req.connect_opts.user, req.connect_opts.password) == ("plain", "ppw")
+            # without a CONNECT: called out as well, then the operations sent meanwhile
+            lines = await asyncio.to_thread(without_connect, url, pubs("ok.2", "never"))
+            assert lines == [b"+OK", denied_pub("never"), b"PONG"]
+            assert len(asked) == 2 and asked[1].connect_opts.user == "plain"
+
+    with make_server(kind, config, tmp_path) as srv:
+        asyncio.run(main(srv.url))
+
+
+# --- allowed_connection_types and proxy_required -----------------------------------------------------
+
+CT_WEB = KeyPair.generate(PrefixByte.USER)
+CT_STD = KeyPair.generate(PrefixByte.USER)
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_allowed_connection_types(kind: str, tmp_path: Path) -> None:
+    """A user whose ``allowed_connection_types`` (aliases ``connection_types``, ``clients``;
+    any case; a string or an array) leave out STANDARD is refused, even with good credentials;
+    an empty list allows every type."""
+    config = f"""
+no_auth_user: web
+authorization {{
+  users: [
+    {{ user: web, password: w, allowed_connection_types: [ "WEBSOCKET", "mqtt" ] }}
+    {{ user: others, password: w, allowed_connection_types: [ IN_PROCESS, LEAFNODE, LEAFNODE_WS, MQTT_WS ] }}
+    {{ user: both, password: w, connection_types: [ websocket, standard ] }}
+    {{ user: any, password: w, allowed_connection_types: [] }}
+    {{ user: one, password: w, clients: "Standard" }}
+    {{ nkey: {CT_WEB.public_key}, allowed_connection_types: [ WEBSOCKET ] }}
+    {{ nkey: {CT_STD.public_key}, allowed_connection_types: [ STANDARD ] }}
+  ]
+}}
+"""
+    with make_server(kind, config, tmp_path) as srv:
+        url = srv.url
+        for name in ("both", "any", "one"):
+            assert lines_of(url, password(name, "w")) == [b"PONG"], name
+        assert lines_of(url, nkey_login(CT_STD)) == [b"PONG"]
+        for name, build in {
+            "web": password("web", "w"),
+            "others": password("others", "w"),
+            "websocket nkey": nkey_login(CT_WEB),
+            "the no_auth_user (web)": login(),
+        }.items():
+            assert lines_of(url, build) == [AUTH_VIOLATION], name
+
+
+CT_PROXY = KeyPair.generate(PrefixByte.USER)
+
+PROXY_CONFIGS = {
+    "users": f"""authorization {{ users: [
+      {{ user: prox, password: w, proxy_required: true }}
+      {{ user: free, password: w, proxy_required: false }}
+      {{ nkey: {CT_PROXY.public_key}, proxy_required: true }}
+    ] }}""",
+    "single user": "authorization { user: prox, password: w, proxy_required: true }",
+    "token": "authorization { token: w, proxy_required: true }",
+}
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_proxy_required(kind: str, tmp_path: Path) -> None:
+    """``proxy_required`` users (and, in ``authorization {}``, the token or single user) may only
+    come through a trusted proxy; neither server here has one, so they are refused. An
+    ``authorization { proxy_required }`` beside a users list concerns nobody."""
+    for name, config in PROXY_CONFIGS.items():
+        with make_server(kind, config, tmp_path / name.replace(" ", "_")) as srv:
+            for build in (password("prox", "w"), login(auth_token="w")):
+                assert lines_of(srv.url, build) == [AUTH_VIOLATION], name
+            if name == "users":
+                assert lines_of(srv.url, password("free", "w")) == [b"PONG"]
+                assert lines_of(srv.url, nkey_login(CT_PROXY)) == [AUTH_VIOLATION]
+    config = "authorization { proxy_required: true, users: [ { user: u, password: w } ] }"
+    with make_server(kind, config, tmp_path / "block") as srv:
+        assert lines_of(srv.url, password("u", "w")) == [b"PONG"]
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_proxy_required_with_the_callout(kind: str, tmp_path: Path) -> None:
+    """nats-server asks the callout about a ``proxy_required`` client and then refuses it
+    whatever the answer; the broker refuses that config instead (docs/broker.md)."""
+    config = f"""authorization {{
+      users: [ {{ user: svc, password: s }}, {{ user: prox, password: w, proxy_required: true }} ]
+      auth_callout {{ issuer: {ISSUER.public_key}, auth_users: [ svc ] }}
+    }}"""
+    if kind == "trustkit-broker":
+        assert "proxy_required together with auth_callout is not supported" in refusal(kind, config, tmp_path)
+        return
+    with make_server(kind, config, tmp_path) as srv:
+        assert lines_of(srv.url, password("svc", "s")) == [b"PONG"]
+
+
+# --- allow_responses ------------------------------------------------------------------------------
+
+RESPONSES_CONFIG = """
+authorization {
+  # the block's default permissions, for its users without their own
+  permissions: { subscribe: "svc.>", allow_responses: true }
+  users: [
+    { user: asker, password: a, permissions: { subscribe: "_R.>" } }
+    { user: dflt, password: r }
+    { user: two, password: r,
+      permissions: { import: "x.>", export: "svc.>", publish_allow_responses: { max: 2, expires: "1s" } } }
+    { user: deny, password: r,
+      permissions: { publish: { deny: "no.>" }, allow_responses: { max_msgs: -1, ttl: "-1s" } } }
+    { user: never, password: r, permissions: { publish: "x.>", allow_responses: false } }
+  ]
+}
+"""
+
+
+class Raw:
+    """A raw client socket kept open across steps (INFO read, ``build(info)`` sent)."""
+
+    def __init__(self, url: str, build: Build) -> None:
+        host, port = url.removeprefix("nats://").split(":")
+        self.sock = socket.create_connection((host, int(port)), timeout=5)
+        self.buf = b""
+        info = json.loads(self.line()[5:])
+        self.sock.sendall(build(info))
+
+    def line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def until(self, last: bytes) -> list[bytes]:
+        """The lines up to ``last`` (included), without the server's PINGs and INFOs."""
+        out: list[bytes] = []
+        while not out or out[-1] != last:
+            line = self.line()
+            if line != b"PING" and not line.startswith(b"INFO "):
+                out.append(line)
+        return out
+
+    def ask(self, data: bytes) -> list[bytes]:
+        self.sock.sendall(data + b"PING\r\n")
+        return self.until(b"PONG")
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def replies(url: str, responder: str, answers: list[bytes], *, wait: float = 0.0) -> tuple[list[bytes], int]:
+    """``responder`` is delivered a request on ``svc.a`` (reply ``_R.1``) from ``asker``, waits
+    ``wait`` seconds, then sends ``answers``: what it was told, and how many replies came back."""
+    r = Raw(url, password(responder, "r"))
+    q = Raw(url, password("asker", "a"))
+    try:
+        assert r.ask(b"SUB svc.> 1\r\n") == [b"PONG"]
+        assert q.ask(b"SUB _R.> 1\r\nPUB svc.a _R.1 2\r\nhi\r\n") == [b"PONG"]
+        assert r.until(b"hi") == [b"MSG svc.a 1 _R.1 2", b"hi"]
+        time.sleep(wait)
+        told = r.ask(b"".join(answers))
+        got = q.ask(b"")
+        return told, got.count(b"MSG _R.1 1 2")
+    finally:
+        r.close()
+        q.close()
+
+
+@pytest.mark.parametrize("kind", SERVER_KINDS)
+def test_allow_responses(kind: str, tmp_path: Path) -> None:
+    """``allow_responses`` (alias ``publish_allow_responses``): ``true`` is one reply within two
+    minutes, ``{ max, expires }`` (aliases ``max_msgs``, ``ttl``) more or longer, negative
+    values no limit; without a publish allow list, nothing but replies may be published;
+    ``false`` is no response permission. ``import``/``export`` are publish/subscribe."""
+    reply, other = pubs("_R.1"), pubs("other")
+    with make_server(kind, RESPONSES_CONFIG, tmp_path) as srv:
+        url = srv.url
+        # the block's default: one reply, nothing else (subscribe svc.> allowed the request)
+        assert replies(url, "dflt", [reply, reply, other]) == (
+            [denied_pub("_R.1"), denied_pub("other"), b"PONG"],
+            1,
+        )
+        assert replies(url, "two", [reply, pubs("x.1"), reply, reply]) == ([denied_pub("_R.1"), b"PONG"], 2)
+        assert replies(url, "two", [reply], wait=1.3) == ([denied_pub("_R.1"), b"PONG"], 0)  # expired
+        # a publish deny without an allow list: the blanket allow is off too
+        assert replies(url, "deny", [reply, reply, reply, pubs("no.1", "free")]) == (
+            [denied_pub("no.1"), denied_pub("free"), b"PONG"],
+            3,
+        )
+        assert replies(url, "never", [reply, pubs("x.1")]) == ([denied_pub("_R.1"), b"PONG"], 0)
+
+        async def request() -> bytes:
+            responder = await nats.connect(url, user="dflt", password="r", allow_reconnect=False)
+            # the asker's inboxes where it may subscribe
+            asker = await nats.connect(
+                url, user="asker", password="a", inbox_prefix="_R", allow_reconnect=False
+            )
+            try:
+
+                async def answer(msg: Msg) -> None:
+                    await msg.respond(b"answer")
+
+                await responder.subscribe("svc.rt", cb=answer)
+                await responder.flush()
+                msg = await asker.request("svc.rt", b"q", timeout=5)
+                return msg.data
+            finally:
+                await asker.close()
+                await responder.close()
+
+        assert asyncio.run(request()) == b"answer"
+
+
 # --- the documented example -------------------------------------------------------------------------
 
 
@@ -577,3 +1053,6 @@ def test_the_documented_config(kind: str, tmp_path: Path) -> None:
             b"PONG",
         ]
         assert lines_of(url, password("alice", "wrong")) == [AUTH_VIOLATION]
+        # no_auth_user: a client without credentials is alice; web is never a STANDARD client
+        assert lines_of(url, lambda i: connect_line() + pubs("alice.1", "x")) == [denied_pub("x"), b"PONG"]
+        assert lines_of(url, password("web", "pw")) == [AUTH_VIOLATION]
