@@ -39,6 +39,7 @@ from broker.router import Router, Subscription
 from broker.sharing import Links, Mappings, ShadowSub, Sharing, subjects_collide
 from broker.system import (
     ERR_ACCOUNT_LIMIT,
+    READ_ERROR,
     SERVER_SHUTDOWN,
     SLOW_CONSUMER,
     TLS_HANDSHAKE_FAILED,
@@ -393,6 +394,8 @@ class Conn(asyncio.Protocol):
             return
         self.lost = True
         self.closed = True
+        if exc is not None and self.close_reason is None:  # reset by the client, not closed
+            self.close_reason = READ_ERROR
         for t in self.timers:
             t.cancel()
         broker = self.broker

@@ -147,6 +147,8 @@ SLOW_CONSUMER = "Slow Consumer"
 SERVER_SHUTDOWN = "Server Shutdown"
 #: a connection whose TLS handshake failed (or timed out)
 TLS_HANDSHAKE_FAILED = "TLS Handshake Failure"
+#: a connection the client reset (a read failed; an orderly close is "Client Closed")
+READ_ERROR = "Read Error"
 #: a connection closed because the client sent ``-ERR`` (client.go processErr: nothing is sent)
 CLIENT_ERR = "-ERR"
 #: the start of the parser's message for a client's ``-ERR`` (broker/protocol.py)
@@ -172,6 +174,7 @@ CLOSED_STATES = {
     SLOW_CONSUMER: "Slow Consumer (Pending Bytes)",
     SERVER_SHUTDOWN: "Server Shutdown",
     TLS_HANDSHAKE_FAILED: "TLS Handshake Failure",
+    READ_ERROR: "Read Error",
     CLIENT_ERR: "Parse Error",
     "": "Protocol Violation",  # closed by the server without an -ERR of its own: a protocol error
 }

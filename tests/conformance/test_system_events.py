@@ -31,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
+import struct
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -487,6 +489,8 @@ def test_refused_at_the_account_limit(kind: str, limit_events: tuple[LimitWorld,
 # --- close reasons --------------------------------------------------------------------------------
 
 REASONS_CONFIG = CONFIG_MODE + "max_payload: 1000\nmax_control_line: 512\n"
+#: at the end of what a raw client sends: it waits for PONG, then resets the connection
+RESET = b"<reset>"
 LOGIN = b'{"user":"worker","pass":"wpass","verbose":false}'
 ADMITTED = ["A.CONNS.old", "A.CONNS", "A.CONNECT", "A.CONNS.old", "A.CONNS", "A.DISCONNECT"]
 #: (what a raw client sends after INFO, the events it causes, the DISCONNECT's reason)
@@ -514,6 +518,8 @@ CLOSES: list[tuple[bytes, list[str], str]] = [
     (b"SUB a 1\r\n", ["AUTH.ERR", "G.DISCONNECT"], "Authentication Failure"),
     (b'CONNECT {"user":"worker","pass":"nope","protocol":5}\r\n', ["AUTH.ERR", "G.DISCONNECT"],
      "Authentication Failure"),
+    # the client resets its connection (RST) instead of closing it
+    (b"CONNECT " + LOGIN + b"\r\nPING\r\n" + RESET, ADMITTED, "Read Error"),
 ]  # fmt: skip
 
 
@@ -521,6 +527,13 @@ async def _raw_close(port: int, data: bytes) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         await reader.readline()  # INFO
+        if data.endswith(RESET):
+            writer.write(data[: -len(RESET)])
+            await asyncio.wait_for(reader.readuntil(b"PONG\r\n"), 5)
+            sock = writer.get_extra_info("socket")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()  # closed with linger 0: an RST
+            return
         writer.write(data)
         await writer.drain()
         await asyncio.wait_for(reader.read(), 5)  # until the server closes it
