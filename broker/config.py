@@ -169,6 +169,8 @@ class BrokerConfig:
     max_control_line: int = 4096
     max_pending: int = 64 * 1024 * 1024
     max_connections: int = 64 * 1024
+    #: how many closed connections ``/connz`` keeps (0: nats-server's default, 10,000)
+    max_closed_clients: int = 0
     ping_interval: float = 120.0
     ping_max: int = 2
     auth_timeout: float = 2.0
@@ -826,6 +828,7 @@ _KEYS: dict[str, Any] = {
     "max_control_line": _set("max_control_line", _int),
     "max_pending": _set("max_pending", _int),
     "max_connections": _set("max_connections", _int),
+    "max_closed_clients": _set("max_closed_clients", _int),
     "ping_max": _set("ping_max", _int),
     "ping_interval": None,  # filled below
     "tls": _tls,

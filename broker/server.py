@@ -34,7 +34,7 @@ import orjson
 from broker import protocol as P
 from broker.callout_client import AuthWait, CalloutClient, local_grant
 from broker.config import BrokerConfig, ConfigLogin, compare_passwords, is_bcrypt
-from broker.monitor import ClosedClients
+from broker.monitor import MAX_CLOSED_CLIENTS, ClosedClients
 from broker.router import Router, Subscription
 from broker.sharing import Links, Mappings, ShadowSub, Sharing, subjects_collide
 from broker.system import (
@@ -1162,7 +1162,8 @@ class Broker:
         self.started = time.time()
         self.total_connections = 0
         self.closed_totals = [0, 0, 0, 0]  # in_msgs, in_bytes, out_msgs, out_bytes of closed conns
-        self.closed_clients = ClosedClients()  # the last closed connections, for /connz
+        # the last closed connections, for /connz
+        self.closed_clients = ClosedClients(config.max_closed_clients or MAX_CLOSED_CLIENTS)
         self._monitor: asyncio.base_events.Server | None = None
         self.operators: TrustedOperators = TrustedOperators([])
         self.resolver: MemoryResolver | None = None

@@ -802,3 +802,26 @@ def test_closed_connections_are_bounded() -> None:
             await broker.close()
 
     asyncio.run(run())
+
+
+def test_max_closed_clients(tmp_path: Path) -> None:
+    """``max_closed_clients: N`` keeps the last N closed connections in ``/connz``, on both."""
+
+    async def scenario(run: Running) -> tuple[int, list[str]]:
+        for name in ("c0", "c1", "c2"):
+            nc = await nats.connect(run.server.url, name=name, allow_reconnect=False)
+            await nc.close()
+        for _ in range(100):
+            status, doc = await get(run, "/connz?state=closed")
+            if status == 200 and doc["total"] >= 2 and doc["connections"][-1]["name"] == "c2":
+                break
+            await asyncio.sleep(0.05)
+        return doc["total"], [c["name"] for c in doc["connections"]]
+
+    for kind in SERVER_KINDS:
+        port = free_port()
+        run = start(kind, f"max_closed_clients: 2\nhttp_port: {port}\n", tmp_path / kind, port)
+        try:
+            assert asyncio.run(scenario(run)) == (2, ["c1", "c2"]), kind
+        finally:
+            run.server.stop()
