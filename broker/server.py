@@ -394,8 +394,11 @@ class Conn(asyncio.Protocol):
             return
         self.lost = True
         self.closed = True
-        if exc is not None and self.close_reason is None:  # reset by the client, not closed
-            self.close_reason = READ_ERROR
+        if self.close_reason is None:
+            if self.tls_pending:  # lost during the TLS handshake (nats-server: its handshake failed)
+                self.close_reason = TLS_HANDSHAKE_FAILED
+            elif exc is not None:  # reset by the client, not closed
+                self.close_reason = READ_ERROR
         for t in self.timers:
             t.cancel()
         broker = self.broker
