@@ -374,9 +374,7 @@ def _resolver(cfg: BrokerConfig, value: Any, base: Path) -> None:
         elif k == "dir":
             cfg.resolver_dir = base / str(v)
         elif k in ("allow_delete", "hard_delete"):
-            if not isinstance(v, bool):
-                raise ConfigError(f"resolver {k} must be true or false, got {v!r}")
-            setattr(cfg, k, v)
+            setattr(cfg, k, _bool(f"resolver {k}", v))
         elif k == "limit":
             cfg.resolver_limit = _int("resolver limit", v)
         elif k in ("interval", "timeout", "ttl"):

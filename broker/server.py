@@ -357,8 +357,6 @@ class Conn(asyncio.Protocol):
         except (OSError, EOFError) as exc:  # ssl.SSLError, resets and the handshake timeout
             reason = exc.reason if isinstance(exc, ssl.SSLError) and exc.reason else type(exc).__name__
             self.broker.log(f"cid:{self.cid} TLS handshake error: {reason}")
-            if self.close_reason is None:
-                self.close_reason = TLS_HANDSHAKE_FAILED
         if transport is None or transport.is_closing() or self.closed:
             raw.close()
             self.connection_lost(None)
@@ -1469,7 +1467,7 @@ class Broker:
         loop = asyncio.get_running_loop()
         tls = self.config.tls
         first = tls is not None and tls.handshake_first
-        direct = not first and _direct_accept(loop) and os.environ.get("TK_DIRECT", "1") == "1"
+        direct = not first and _direct_accept(loop)
         self._server = await loop.create_server(
             self._new_conn,
             self.config.host,

@@ -642,9 +642,7 @@ class SystemRequests:
         none of them takes."""
         toks = subject.split(".")
         if subject == USER_INFO:  # imported from itself, details shared, like any account
-            if reply:
-                self._send_in(account, reply, self._user_info_reply(conn, self._client_info(conn, account)))
-            return True
+            return self._imported(subject, reply, headers, payload, conn, account)
         if len(toks) == 5 and toks[2] == "USER" and toks[4] == "INFO":  # ``$SYS.REQ.USER.*.INFO``
             if reply:
                 info = _request_info(headers)  # a direct request: its own header, if any
@@ -833,10 +831,7 @@ class SystemRequests:
         acct = self.broker.accounts.get(key)
         if acct is None or not acct.conns:
             return
-        if self._ids is None:
-            self._ids = _Nuid()
-        now = _rfc3339nano(self.clock())
-        doc: dict[str, Any] = {"type": CONNS_EVENT, "id": self._ids.next(), "timestamp": now}
+        doc = self._event_head(CONNS_EVENT, _rfc3339nano(self.clock()))
         doc["server"] = self.server_info()
         doc |= monitor.account_stat(self.broker, key)
         self._send_in(account, reply, orjson.dumps(doc))
