@@ -116,18 +116,26 @@ class World:
         self._user(tmp, "dflt", self.dflt)
 
     def _user(self, tmp: Path, name: str, acct: KeyPair, *, signer: KeyPair | None = None, **kw: Any) -> None:
-        kp = KeyPair.generate(PrefixByte.USER)
         if signer is not None:
             kw["issuer_account"] = acct.public_key
-        token = jwt.UserClaims(sub=kp.public_key, name=name, **kw).encode(signer or acct, iat=self.now - 80)
-        path = tmp / f"{name}.creds"
-        path.write_bytes(format_user_creds(token, kp.seed))
-        self.users[name] = User(kp, path)
+        self.users[name] = make_user(tmp, name, signer or acct, iat=self.now - 80, **kw)
 
     def config(self, http_port: int) -> str:
-        return mem_resolver_config(self.op_jwt, self.accounts) + (
-            f"server_name: {SERVER_NAME}\nhttp_port: {http_port}\n"
-        )
+        return server_config(self.op_jwt, self.accounts, http_port)
+
+
+def make_user(tmp: Path, name: str, signer: KeyPair, *, iat: int, **claims: Any) -> User:
+    """A user JWT for ``name`` signed by ``signer``, written with its seed to ``tmp/<name>.creds``."""
+    kp = KeyPair.generate(PrefixByte.USER)
+    token = jwt.UserClaims(sub=kp.public_key, name=name, **claims).encode(signer, iat=iat)
+    path = tmp / f"{name}.creds"
+    path.write_bytes(format_user_creds(token, kp.seed))
+    return User(kp, path)
+
+
+def server_config(op_jwt: str, accounts: list[str], http_port: int) -> str:
+    """The memory-resolver config both servers run, named SERVER_NAME, monitoring on ``http_port``."""
+    return mem_resolver_config(op_jwt, accounts) + f"server_name: {SERVER_NAME}\nhttp_port: {http_port}\n"
 
 
 @pytest.fixture(scope="module")

@@ -39,15 +39,15 @@ from tests.conformance.test_system_services import (
     _category,
     envelope,
     http_get,
+    make_user,
+    server_config,
     shape,
     start,
 )
 from tests.realcomp import free_port
 from tests.servers import SERVER_KINDS
 from trustkit import jwt
-from trustkit.creds import format_user_creds
 from trustkit.nkeys import KeyPair, PrefixByte
-from trustkit.serverconfig import mem_resolver_config
 
 pytestmark = pytest.mark.real
 
@@ -130,16 +130,10 @@ class World:
             ("c1", "CNT"),
             ("c2", "CNT"),
         ):
-            kp = KeyPair.generate(PrefixByte.USER)
-            token = jwt.UserClaims(sub=kp.public_key, name=name).encode(self.keys[acct], iat=now - 80)
-            path = tmp / f"{name}.creds"
-            path.write_bytes(format_user_creds(token, kp.seed))
-            self.users[name] = User(kp, path)
+            self.users[name] = make_user(tmp, name, self.keys[acct], iat=now - 80)
 
     def config(self, http_port: int) -> str:
-        return mem_resolver_config(self.op_jwt, self.accounts) + (
-            f"server_name: {SERVER_NAME}\nhttp_port: {http_port}\n"
-        )
+        return server_config(self.op_jwt, self.accounts, http_port)
 
 
 @pytest.fixture(scope="module")
